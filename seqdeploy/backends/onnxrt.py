@@ -1,0 +1,86 @@
+"""ONNX Runtime runners for the CPU, CUDA and TensorRT execution providers. Named ``onnxrt`` so that
+it never shadows ``onnxruntime``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqdeploy._lazy import require
+from seqdeploy.backends.base import BaseRunner
+from seqdeploy.errors import BackendUnavailable
+from seqdeploy.spec import IOSpec
+
+__all__ = ["PROVIDERS", "OrtRunner"]
+
+PROVIDERS: dict[str, tuple[str, str]] = {
+    # device -> (execution provider, seqdeploy extra that installs an onnxruntime build with it)
+    "cpu": ("CPUExecutionProvider", "cpu"),
+    "cuda": ("CUDAExecutionProvider", "gpu"),
+    "trt": ("TensorrtExecutionProvider", "gpu"),
+}
+
+
+class OrtRunner(BaseRunner):
+    """Runs an ONNX file in an ``InferenceSession`` on exactly one execution provider.
+
+    ONNX Runtime silently falls back to the CPU provider when a GPU provider fails to initialise; this
+    runner checks the session's providers after creation and raises :class:`BackendUnavailable`
+    instead, so a "GPU" number is never a CPU number.
+
+    Args:
+        name: Backend name for reports.
+        spec: IOSpec of the graph.
+        path: The ONNX file.
+        device: ``"cpu"``, ``"cuda"`` or ``"trt"`` (see :data:`PROVIDERS`).
+        threads: ``intra_op_num_threads`` (``None``/0 = ONNX Runtime's default).
+    """
+
+    def __init__(
+        self, name: str, spec: IOSpec, path: Path, *, device: str = "cpu", threads: int | None = None
+    ) -> None:
+        super().__init__(name, spec)
+        self.path = path
+        self.device = device
+        self.threads = threads
+        self._session: Any = None
+
+    @property
+    def session(self) -> Any:
+        """The underlying ``onnxruntime.InferenceSession`` (while active)."""
+        return self._session
+
+    def _load(self) -> None:
+        ort = require("onnxruntime", extra=PROVIDERS[self.device][1], purpose=f"backend '{self.name}'")
+        provider, extra = PROVIDERS[self.device]
+        available = ort.get_available_providers()
+        if provider not in available:
+            raise BackendUnavailable(
+                f"backend '{self.name}' needs ONNX Runtime's {provider}, but this onnxruntime "
+                f"{ort.__version__} only has {available}. Install it with: pip install 'seqdeploy[{extra}]' "
+                "(onnxruntime-gpu replaces onnxruntime; uninstall onnxruntime first), on a machine with a GPU"
+            )
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        opts.log_severity_level = 3  # errors only: the CPU EP's warnings about unused initializers are noise
+        providers = [provider] if self.device == "cpu" else [provider, "CPUExecutionProvider"]
+        self._session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+        if self._session.get_providers()[0] != provider:
+            got = self._session.get_providers()
+            self._session = None
+            raise BackendUnavailable(
+                f"backend '{self.name}': ONNX Runtime could not initialise {provider} (session got {got}); "
+                "check the CUDA/TensorRT libraries and the driver. Not falling back to the CPU."
+            )
+
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self._session.run(list(self.spec.output_names), {n: feeds[n] for n in self.spec.input_names})
+        return dict(zip(self.spec.output_names, outs, strict=True))
+
+    def _unload(self) -> None:
+        self._session = None

@@ -1,0 +1,100 @@
+"""PyTorch eager runner: the reference. Named ``pyt`` so that it never shadows ``torch``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from seqdeploy.backends.base import BaseRunner
+from seqdeploy.config import PipelineConfig
+from seqdeploy.errors import BackendUnavailable
+from seqdeploy.spec import IOSpec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["TorchRunner"]
+
+
+class TorchRunner(BaseRunner):
+    """Runs the config-built model eagerly (``inference_mode``) from an exported state_dict.
+
+    For cell stacks this is the original Python loop over ``nn.*Cell`` layers, not the chain of
+    modules that was traced, so parity against it also proves the conversion.
+
+    Args:
+        name: Backend name for reports.
+        spec: IOSpec of the graph to mirror (``kind`` selects the sequence or the step module).
+        config: The model's config.
+        weights: Path of the state_dict (loaded with ``weights_only=True``), or ``None`` to use
+            ``module`` as given.
+        device: ``"cpu"`` or ``"cuda"``.
+        threads: ``torch.set_num_threads`` while loaded (``None`` = leave as is).
+        module: An already built module (tests, export self-check).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        spec: IOSpec,
+        config: PipelineConfig,
+        weights: Path | None = None,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        module: nn.Module | None = None,
+    ) -> None:
+        super().__init__(name, spec)
+        self.config = config
+        self.weights = weights
+        self.device = device
+        self.threads = threads
+        self._module = module
+        self._given = module
+        self._old_threads: int | None = None
+
+    def _load(self) -> None:
+        import torch
+
+        from seqdeploy.models.build import build_model, load_checkpoint, step_module
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailable(
+                f"backend '{self.name}' needs a CUDA device, and torch {torch.__version__} sees none; "
+                "use backend 'torch' (CPU) or run on a GPU machine with a CUDA build of torch"
+            )
+        if self.threads is not None:
+            self._old_threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+        if self._given is None:
+            model, _ = build_model(self.config, load_vectors=False)
+            if self.weights is not None:
+                load_checkpoint(model, self.weights)
+            self._module = step_module(model) if self.spec.kind == "step" else model
+        assert self._module is not None
+        self._module = self._module.to(self.device).eval()
+
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        assert self._module is not None
+        # lengths stay on the CPU: pack_padded_sequence requires CPU lengths even for CUDA models.
+        args = [
+            torch.from_numpy(np.ascontiguousarray(feeds[n])).to("cpu" if n == "lengths" else self.device)
+            for n in self.spec.input_names
+        ]
+        with torch.inference_mode():
+            outs = self._module(*args)
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+        return {n: t.detach().cpu().numpy() for n, t in zip(self.spec.output_names, outs, strict=True)}
+
+    def _unload(self) -> None:
+        if self._old_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._old_threads)
+        self._module = self._given

@@ -1,0 +1,105 @@
+"""``seqdeploy verify DIR``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from seqdeploy.cli._options import Progress, parse_int_list, write_text_atomic
+
+
+@click.command("verify")
+@click.argument("bundle_dir", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--backends", default="torch,ort-cpu", show_default=True, help="Comma-separated backends to check.")
+@click.option("--reference", default="torch", show_default=True, help="The fp32 backend taken as the truth.")
+@click.option("--batch", "batches", help="Batch sizes, e.g. 1,3,8 (default: min, opt, opt+1, max of [shapes]).")
+@click.option("--seq", "seqs", help="Sequence lengths, e.g. 1,7,64 (default: min, opt, max of [shapes]).")
+@click.option(
+    "--atol",
+    multiple=True,
+    metavar="[TENSOR=]X",
+    help="Absolute tolerance, global or per tensor (h_n=1e-4); repeatable. Default by precision.",
+)
+@click.option("--rtol", multiple=True, metavar="[TENSOR=]X", help="Relative tolerance, like --atol.")
+@click.option(
+    "--modes",
+    default=None,
+    help="Comma-separated check modes (default: all that apply): full, chunked, batch, padding, identities, step.",
+)
+@click.option(
+    "--inputs",
+    "inputs_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=".npz of input arrays keyed by input name, instead of the random sweep.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random inputs.")
+@click.option("--chunks", default=3, show_default=True, type=click.IntRange(min=2), help="Chunks in chunked mode.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads per backend.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report.")
+@click.option(
+    "--markdown", "md_path", type=click.Path(path_type=Path, dir_okay=False), help="Write a Markdown report."
+)
+@click.option("--failures-only", is_flag=True, help="Print only failing cases.")
+def verify_cmd(
+    bundle_dir: Path,
+    backends: str,
+    reference: str,
+    batches: str | None,
+    seqs: str | None,
+    atol: tuple[str, ...],
+    rtol: tuple[str, ...],
+    modes: str | None,
+    inputs_path: Path | None,
+    seed: int,
+    chunks: int,
+    threads: int | None,
+    json_path: Path | None,
+    md_path: Path | None,
+    failures_only: bool,
+) -> None:
+    """Check that every backend matches the reference on output AND h_n/c_n.
+
+    Runs whole sequences over a batch x seq sweep, chunked runs with carried state, row-by-row batch
+    independence, padding, output/state identities and the step graph. Exit codes: 0 all passed,
+    1 a parity failure, 2 usage/config error, 3 a requested backend unavailable.
+    """
+    from seqdeploy.backends import parse_backends
+    from seqdeploy.manifest import Bundle
+    from seqdeploy.parity.compare import parse_tolerances
+    from seqdeploy.parity.report import render_markdown, render_table
+    from seqdeploy.parity.run import MODES, VerifyOptions, load_inputs, verify
+
+    bundle = Bundle.load(bundle_dir)
+    names = parse_backends(backends)
+    parse_backends(reference)
+    atol_default, atol_per = parse_tolerances(atol, float("nan"), "--atol")
+    rtol_default, rtol_per = parse_tolerances(rtol, float("nan"), "--rtol")
+    opts = VerifyOptions(
+        backends=tuple(names),
+        reference=reference,
+        batches=parse_int_list(batches, "--batch"),
+        seqs=parse_int_list(seqs, "--seq"),
+        atol=None if atol_default != atol_default else atol_default,  # NaN = not given
+        rtol=None if rtol_default != rtol_default else rtol_default,
+        atol_per_tensor=atol_per,
+        rtol_per_tensor=rtol_per,
+        modes=tuple(m.strip() for m in modes.split(",")) if modes else MODES,
+        inputs=load_inputs(inputs_path, bundle.specs["sequence"]) if inputs_path else None,
+        chunks=chunks,
+        seed=seed,
+        threads=threads,
+    )
+    progress = Progress("verify")
+    try:
+        report = verify(bundle, opts, progress=progress)
+    finally:
+        progress.close()
+    click.echo(render_table(report, failures_only=failures_only))
+    if json_path:
+        write_text_atomic(json_path, json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
+    if md_path:
+        write_text_atomic(md_path, render_markdown(report))
+    if not report.passed:
+        raise SystemExit(1)

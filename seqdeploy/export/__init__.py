@@ -1,0 +1,1 @@
+"""ONNX export: tracing (``onnx``), structural lints (``lint``), the export stage (``stage``)."""

@@ -1,0 +1,1 @@
+"""The model zoo: config-built recurrent models (torch). Import :mod:`seqdeploy.models.build`."""

@@ -1,0 +1,1 @@
+"""Parity checking: compare backends against a reference, tensor by tensor, mode by mode."""

@@ -1,0 +1,506 @@
+"""``verify``: run every check mode for every backend against the reference and collect one report.
+
+Modes (``docs/parity.md`` explains each and what bug it catches):
+
+* ``full`` — whole sequences, every backend vs the reference.
+* ``chunked`` — the sequence fed in k chunks with ``h_n``/``c_n`` carried into ``h0``/``c0``; equals the
+  full run (vs itself, and vs the reference). Unidirectional models with state inputs only.
+* ``batch`` — each row run alone equals that row inside the batch (baked batch, cross-row leaks).
+* ``padding`` — (``lengths`` models) a padded row of length L equals the unpadded row of seq L, and
+  outputs past L are zero.
+* ``identities`` — (head ``none``) the last valid step of ``output`` equals the top layer of ``h_n``
+  (forward half at the last step and backward half at the first step when bidirectional).
+* ``step`` — (``--step`` exports) looping the step graph over the sequence equals the sequence graph.
+
+Failures are collected, never raised one by one; :func:`verify` returns the report and the caller
+decides (the CLI exits 1, export raises :class:`~seqdeploy.errors.ParityError`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seqdeploy.backends import BaseRunner, get_backend, make_runner
+from seqdeploy.errors import InputError, UsageError
+from seqdeploy.feeds import carry_state, check_feeds, make_feeds, select_rows, slice_seq
+from seqdeploy.manifest import Bundle
+from seqdeploy.parity.compare import DEFAULT_TOLERANCES, Tolerance, Tolerances, compare_tensor
+from seqdeploy.parity.report import CaseResult, LintFinding, ParityReport, Skip
+from seqdeploy.spec import BATCH, SEQ, IOSpec
+
+__all__ = ["MODES", "VerifyOptions", "default_sweep", "load_inputs", "verify"]
+
+MODES: tuple[str, ...] = ("full", "chunked", "batch", "padding", "identities", "step")
+Arrays = dict[str, np.ndarray]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What to check. ``None`` fields take their defaults from the manifest's ``[shapes]``.
+
+    Attributes:
+        backends: Backends compared with the reference (the reference is added if missing).
+        reference: The backend whose outputs are the truth (fp32 PyTorch by default).
+        batches / seqs: The sweep; default :func:`default_sweep`.
+        atol / rtol: Default tolerances (``None`` = per-precision defaults of each backend).
+        atol_per_tensor / rtol_per_tensor: Overrides by tensor name (``h_n`` also covers ``h_n.k``).
+        modes: Which check modes to run (those that do not apply are reported as skipped).
+        inputs: User feeds (e.g. from ``--inputs FILE.npz``) replacing the random sweep.
+        chunks: Number of chunks in ``chunked`` mode.
+        max_rows: Rows checked one by one in ``batch`` and ``padding`` modes.
+        seed: Seed of the random feeds.
+        threads: Threads per backend (``None`` = library default).
+    """
+
+    backends: tuple[str, ...] = ("torch", "ort-cpu")
+    reference: str = "torch"
+    batches: tuple[int, ...] | None = None
+    seqs: tuple[int, ...] | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    atol_per_tensor: Mapping[str, float] = field(default_factory=dict)
+    rtol_per_tensor: Mapping[str, float] = field(default_factory=dict)
+    modes: tuple[str, ...] = MODES
+    inputs: Mapping[str, np.ndarray] | None = None
+    chunks: int = 3
+    max_rows: int = 4
+    seed: int = 0
+    threads: int | None = None
+
+
+def default_sweep(shapes: tuple[tuple[int, int, int], tuple[int, int, int]]) -> tuple[list[int], list[int]]:
+    """Batches ``{min, opt, opt+1, max}`` (B+1 next to B proves a dynamic batch on one file) and seqs
+    ``{min, opt, max}``, sorted and unique.
+    """
+    (b_lo, b_opt, b_hi), (s_lo, s_opt, s_hi) = shapes
+    batches = sorted({b_lo, b_opt, min(b_opt + 1, b_hi), b_hi})
+    seqs = sorted({s_lo, s_opt, s_hi})
+    return batches, seqs
+
+
+def load_inputs(path: Path, spec: IOSpec) -> Arrays:
+    """Feeds from an ``.npz`` keyed by input names (never unpickled). Integer inputs are widened to
+    int64 and float64 narrowed to float32 when lossless; everything is then checked against ``spec``.
+
+    Raises:
+        UsageError: The file cannot be read.
+        InputError: The arrays do not fit the model (names, dtypes, shapes, ids, lengths).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            raw = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise UsageError(f"{path}: inputs file not found") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable .npz of arrays ({exc})") from None
+    feeds: Arrays = {}
+    for name, value in raw.items():
+        want = spec.tensor(name).dtype if spec.has(name) else None
+        if want == "int64" and np.issubdtype(value.dtype, np.integer):
+            feeds[name] = value.astype(np.int64)
+        elif (
+            want == "float32"
+            and value.dtype == np.float64
+            and np.array_equal(value.astype(np.float32).astype(np.float64), value, equal_nan=True)
+        ):
+            feeds[name] = value.astype(np.float32)
+        else:
+            feeds[name] = value
+    check_feeds(spec, feeds)
+    return feeds
+
+
+class _Verifier:
+    """One verify run: holds the runners, the reference outputs and the report being built."""
+
+    def __init__(self, bundle: Bundle, opts: VerifyOptions, report: ParityReport, progress: Progress | None) -> None:
+        self.bundle = bundle
+        self.opts = opts
+        self.report = report
+        self.spec = bundle.specs["sequence"]
+        self.cfg = bundle.config
+        self.progress = progress
+        self.done = 0
+        self.total = 1
+
+    # -- tolerance ---------------------------------------------------------------------------------
+    def tolerances(self, backend: str) -> Tolerances:
+        base = DEFAULT_TOLERANCES[get_backend(backend).precision]
+        default = Tolerance(
+            self.opts.atol if self.opts.atol is not None else base.atol,
+            self.opts.rtol if self.opts.rtol is not None else base.rtol,
+        )
+        return Tolerances(default, dict(self.opts.atol_per_tensor), dict(self.opts.rtol_per_tensor))
+
+    def compare(
+        self,
+        backend: str,
+        mode: str,
+        batch: int,
+        seq: int,
+        against: str,
+        ref: Mapping[str, np.ndarray],
+        got: Mapping[str, np.ndarray],
+        detail: str = "",
+    ) -> CaseResult:
+        tol = self.tolerances(backend)
+        tensors = {n: compare_tensor(n, ref[n], got[n], tol.for_tensor(n.split("[")[0])) for n in ref}
+        case = CaseResult(backend, mode, batch, seq, against, tensors, detail)
+        self.report.cases.append(case)
+        return case
+
+    def error(self, backend: str, mode: str, batch: int, seq: int, exc: Exception, detail: str = "") -> None:
+        msg = f"{type(exc).__name__}: {exc}"
+        self.report.cases.append(CaseResult(backend, mode, batch, seq, "reference", {}, detail, error=msg))
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    # -- inputs --------------------------------------------------------------------------------------
+    def cases(self) -> list[tuple[int, int, Arrays]]:
+        if self.opts.inputs is not None:
+            feeds = dict(self.opts.inputs)
+            sizes = check_feeds(self.spec, feeds)
+            return [(sizes[BATCH], sizes.get(SEQ, 1), feeds)]
+        shapes = (self.cfg.shapes.batch, self.cfg.shapes.seq)
+        batches, seqs = default_sweep(shapes)
+        batches = list(self.opts.batches or batches)
+        seqs = list(self.opts.seqs or seqs)
+        out = []
+        for i, (b, s) in enumerate((b, s) for b in batches for s in seqs):
+            out.append((b, s, make_feeds(self.spec, b, s, seed=self.opts.seed + i)))
+        return out
+
+
+def _guard(
+    v: _Verifier, backend: str, mode: str, batch: int, seq: int, detail: str = ""
+) -> contextlib.AbstractContextManager[None]:
+    """Record a backend's exception as a failed case instead of aborting the whole run."""
+
+    @contextlib.contextmanager
+    def guard() -> Iterator[None]:
+        try:
+            yield
+        except InputError:
+            raise  # the user's feeds are wrong: that is a usage error, not a parity failure
+        except Exception as exc:  # noqa: BLE001 - ORT/TRT raise many types; each becomes a FAILED case
+            v.error(backend, mode, batch, seq, exc, detail)
+
+    return guard()
+
+
+def _split_points(seq: int, k: int) -> list[tuple[int, int]]:
+    k = max(1, min(k, seq))
+    edges = np.linspace(0, seq, k + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def _seq_outputs(spec: IOSpec) -> list[str]:
+    return [t.name for t in spec.outputs if t.seq_axis is not None]
+
+
+def _chunked(v: _Verifier, runners: dict[str, BaseRunner], ref_name: str, batch: int, seq: int, feeds: Arrays) -> None:
+    spec, cfg = v.spec, v.cfg
+    full_feeds = dict(feeds)
+    if spec.has("lengths"):
+        # A row that ends inside chunk 1 would have length 0 in chunk 2, which no graph accepts: chunk
+        # with full lengths (padding semantics have their own mode).
+        full_feeds["lengths"] = np.full_like(feeds["lengths"], seq)
+    outputs = spec.output_names
+    pooled = cfg.model.head.task == "classify"
+    compare_names = [n for n in outputs if not (pooled and n == "output" and cfg.model.head.pooling != "last")]
+    ref_full: Arrays | None = None
+    for name, runner in runners.items():
+        detail = f"{len(_split_points(seq, v.opts.chunks))} chunks"
+        with _guard(v, name, "chunked", batch, seq, detail):
+            full = runner.infer(full_feeds)
+            if name == ref_name:
+                ref_full = full
+            state = {p.input: full_feeds[p.input] for p in spec.state}
+            pieces: dict[str, list[np.ndarray]] = {n: [] for n in _seq_outputs(spec)}
+            last: Arrays = {}
+            for a, b in _split_points(seq, v.opts.chunks):
+                chunk = slice_seq(spec, full_feeds, a, b)
+                chunk.update(state)
+                if spec.has("lengths"):
+                    chunk["lengths"] = np.full_like(full_feeds["lengths"], b - a)
+                last = runner.infer(chunk)
+                state = carry_state(last, spec)
+                for n, parts in pieces.items():
+                    parts.append(last[n])
+            got = {
+                n: np.concatenate(pieces[n], axis=spec.tensor(n).seq_axis) if n in pieces else last[n]
+                for n in compare_names
+            }
+            v.compare(name, "chunked", batch, seq, "self", {n: full[n] for n in compare_names}, got, detail)
+            if name != ref_name and ref_full is not None:
+                v.compare(
+                    name, "chunked", batch, seq, "reference", {n: ref_full[n] for n in compare_names}, got, detail
+                )
+        v.tick()
+
+
+def _rows(batch: int, max_rows: int) -> list[int]:
+    if batch <= max_rows:
+        return list(range(batch))
+    return sorted({0, 1, batch // 2, batch - 1} | set(range(max(0, max_rows - 4))))
+
+
+def _batch_independence(
+    v: _Verifier, name: str, runner: BaseRunner, batch: int, seq: int, feeds: Arrays, full: Arrays
+) -> None:
+    rows = _rows(batch, v.opts.max_rows)
+    detail = f"rows {rows}"
+    with _guard(v, name, "batch", batch, seq, detail):
+        alone = [runner.infer(select_rows(v.spec, feeds, [r])) for r in rows]
+        got = {n: np.concatenate([a[n] for a in alone], axis=v.spec.tensor(n).batch_axis or 0) for n in full}
+        v.compare(name, "batch", batch, seq, "self", select_rows(v.spec, full, rows), got, detail)
+    v.tick()
+
+
+def _padding(v: _Verifier, name: str, runner: BaseRunner, batch: int, seq: int, feeds: Arrays, full: Arrays) -> None:
+    spec = v.spec
+    lengths = feeds["lengths"]
+    rows = [r for r in _rows(batch, max(v.opts.max_rows, 2)) if lengths[r] < seq] or [0]
+    detail = f"rows {rows}, lengths {[int(lengths[r]) for r in rows]}"
+    with _guard(v, name, "padding", batch, seq, detail):
+        ref: dict[str, list[np.ndarray]] = {}
+        got: dict[str, list[np.ndarray]] = {}
+        for r in rows:
+            length = int(lengths[r])
+            row_feeds = slice_seq(spec, select_rows(spec, feeds, [r]), 0, length)
+            alone = runner.infer(row_feeds)
+            in_batch = select_rows(spec, full, [r])
+            for n in spec.output_names:
+                axis = spec.tensor(n).seq_axis
+                want = in_batch[n] if axis is None else np.take(in_batch[n], np.arange(length), axis=axis)
+                ref.setdefault(n, []).append(want.reshape(-1))
+                got.setdefault(n, []).append(alone[n].reshape(-1))
+                if axis is not None and length < seq:
+                    tail = np.take(in_batch[n], np.arange(length, seq), axis=axis).reshape(-1)
+                    ref.setdefault(f"{n}[padded steps]", []).append(np.zeros_like(tail))
+                    got.setdefault(f"{n}[padded steps]", []).append(tail)
+        v.compare(
+            name,
+            "padding",
+            batch,
+            seq,
+            "self",
+            {n: np.concatenate(a) for n, a in ref.items()},
+            {n: np.concatenate(a) for n, a in got.items()},
+            detail,
+        )
+    v.tick()
+
+
+def _identities(v: _Verifier, name: str, batch: int, seq: int, feeds: Arrays, full: Arrays) -> None:
+    spec, m = v.spec, v.cfg.model
+    out = full["output"]
+    if m.batch_first:
+        out = out.transpose(1, 0, 2)  # -> [seq, batch, width]
+    last = feeds["lengths"] - 1 if spec.has("lengths") else np.full(batch, seq - 1)
+    rows = np.arange(batch)
+    top = m.layer_sizes[-1]
+    h_top = full[f"h_n.{len(m.layer_sizes) - 1}"] if m.per_layer_state else full["h_n"]
+    ref: Arrays = {}
+    got: Arrays = {}
+    if m.bidirectional:
+        ref["h_n[top, forward]"] = h_top[-2]
+        got["h_n[top, forward]"] = out[last, rows, :top]
+        ref["h_n[top, backward]"] = h_top[-1]
+        got["h_n[top, backward]"] = out[0, rows, top:]
+    else:
+        ref["h_n[top]"] = h_top[-1]
+        got["h_n[top]"] = out[last, rows, :]
+    v.compare(name, "identities", batch, seq, "self", ref, got, "last valid step of output vs h_n")
+
+
+def _step(
+    v: _Verifier,
+    name: str,
+    step_runner: BaseRunner,
+    batch: int,
+    seq: int,
+    feeds: Arrays,
+    full: Arrays,
+    ref_full: Arrays | None,
+) -> None:
+    spec = v.spec
+    with _guard(v, name, "step", batch, seq):
+        seq_axis = spec.tensor("input").seq_axis
+        assert seq_axis is not None
+        state = {p.input: feeds[p.input] for p in spec.state}
+        steps: list[Arrays] = []
+        for t in range(seq):
+            x = np.ascontiguousarray(np.take(feeds["input"], t, axis=seq_axis))
+            out = step_runner.infer({"input": x, **state})
+            state = carry_state(out, step_runner.spec)
+            steps.append(out)
+        got: Arrays = {n: steps[-1][n] for n in spec.output_names}
+        out_axis = spec.tensor("output").seq_axis
+        if out_axis is not None:
+            got["output"] = np.stack([s["output"] for s in steps], axis=out_axis)
+        v.compare(name, "step", batch, seq, "self", {n: full[n] for n in got}, got, f"{seq} steps")
+        if ref_full is not None:
+            v.compare(name, "step", batch, seq, "reference", {n: ref_full[n] for n in got}, got, f"{seq} steps")
+    v.tick()
+
+
+def verify(
+    bundle: Bundle | str | Path,
+    opts: VerifyOptions | None = None,
+    *,
+    progress: Progress | None = None,
+    lint: bool = True,
+) -> ParityReport:
+    """Check an export directory's backends against its reference; return the full report.
+
+    Args:
+        bundle: The export directory (or a loaded :class:`Bundle`).
+        opts: What to check (defaults: torch vs ort-cpu over the manifest's sweep, all modes).
+        progress: Called as ``progress(done, total)`` after each unit of work.
+        lint: Also lint the ONNX files against the IOSpec.
+
+    Raises:
+        UsageError: Unknown backend or mode, a backend that cannot run a graph, or a bad sweep.
+        BackendUnavailable: A requested backend cannot run here (before any work is done).
+        InputError: User-given inputs do not fit the model.
+    """
+    start = time.perf_counter()
+    opts = opts or VerifyOptions()
+    b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    for mode in opts.modes:
+        if mode not in MODES:
+            raise UsageError(f"unknown check mode '{mode}'; known modes: {', '.join(MODES)}")
+    names = list(dict.fromkeys([opts.reference, *opts.backends]))
+    for n in names:
+        get_backend(n)
+    if get_backend(opts.reference).precision != "fp32":
+        raise UsageError(f"the reference must be an fp32 backend, not '{opts.reference}'")
+    for vals, what in ((opts.batches, "batch"), (opts.seqs, "seq")):
+        if vals is not None and (not vals or min(vals) < 1):
+            raise UsageError(f"--{what} values must be integers >= 1, got {list(vals)}")
+    m = b.config.model
+    report = ParityReport(
+        reference=opts.reference,
+        backends=names,
+        seed=opts.seed,
+        model={
+            "cell": m.cell,
+            "layers": len(m.layer_sizes),
+            "bidirectional": m.bidirectional,
+            "batch_first": m.batch_first,
+            "head": m.head.task,
+            "lengths": b.config.export.lengths,
+            "initial_state": b.config.export.initial_state,
+            "graphs": sorted(b.specs),
+        },
+    )
+    report.tolerances = {
+        n: {"default": {"atol": v.default.atol, "rtol": v.default.rtol}, "atol": dict(v.atol), "rtol": dict(v.rtol)}
+        for n in names
+        for v in [_Verifier(b, opts, report, None).tolerances(n)]
+    }
+    if tampered := b.tampered_files():
+        report.warnings.append(
+            f"files changed since export (sha256 differs from the manifest): {', '.join(tampered)}; "
+            "verifying them as they are now"
+        )
+    if lint:
+        report.lint.extend(_lint_bundle(b, names))
+    v = _Verifier(b, opts, report, progress)
+    _run(v, b, names, report)
+    report.duration_s = time.perf_counter() - start
+    return report
+
+
+def _lint_bundle(b: Bundle, names: Sequence[str]) -> list[LintFinding]:
+    import onnx
+
+    from seqdeploy.export.lint import lint_onnx
+
+    files: dict[str, tuple[Path, IOSpec]] = {g: (b.graph_path(g), spec) for g, spec in b.specs.items()}
+    int8 = b.variant("int8")
+    if "ort-cpu-int8" in names and int8 is not None:
+        files["int8"] = (b.path / int8["file"], b.specs["sequence"])
+    findings = []
+    for label, (path, spec) in files.items():
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
+            findings.append(LintFinding("error", "unreadable", f"{exc}", path.name))
+            continue
+        findings.extend(
+            f for f in lint_onnx(model, spec, file=path.name) if not (label == "int8" and f.code == "no-recurrent-op")
+        )
+    return findings
+
+
+def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> None:
+    spec, cfg, opts = v.spec, b.config, v.opts
+    m = cfg.model
+    want = set(opts.modes)
+    chunk_ok = not m.bidirectional and bool(spec.state)
+    if "chunked" in want and not chunk_ok:
+        why = (
+            "the backward direction of a bidirectional model needs the whole sequence"
+            if m.bidirectional
+            else "the graph has no state inputs (export.initial_state = false)"
+        )
+        report.skipped.append(Skip("chunked", why))
+    if "padding" in want and not spec.has("lengths"):
+        report.skipped.append(Skip("padding", "the model has no 'lengths' input (export.lengths = false)"))
+    if "identities" in want and m.head.task != "none":
+        report.skipped.append(Skip("identities", f"output is a '{m.head.task}' head, not the recurrent output"))
+    has_step = "step" in b.specs
+    if "step" in want and not has_step:
+        report.skipped.append(Skip("step", "no step graph in this export (export with --step)"))
+    step_names = [n for n in names if "step" in get_backend(n).graphs] if has_step and "step" in want else []
+    for n in names:
+        if has_step and "step" in want and n not in step_names:
+            report.skipped.append(Skip("step", "backend has no step graph", backend=n))
+    cases = v.cases()
+    per_case = len(names) - 1 if "full" in want else 0
+    per_case += len(names) * (("chunked" in want and chunk_ok) + ("batch" in want) + ("padding" in want))
+    per_case += len(step_names)
+    v.total = max(1, per_case * len(cases))
+
+    with contextlib.ExitStack() as stack:
+        runners = {n: stack.enter_context(make_runner(n, b, "sequence", threads=opts.threads)) for n in names}
+        steppers = {n: stack.enter_context(make_runner(n, b, "step", threads=opts.threads)) for n in step_names}
+        ref = runners[opts.reference]
+        for batch, seq, feeds in cases:
+            ref_out = ref.infer(feeds)  # a failing reference is not a parity result: let it raise
+            fulls: dict[str, Arrays] = {opts.reference: ref_out}
+            for n, runner in runners.items():
+                if n == opts.reference:
+                    continue
+                with _guard(v, n, "full", batch, seq):
+                    fulls[n] = runner.infer(feeds)
+                    if "full" in want:
+                        v.compare(n, "full", batch, seq, "reference", ref_out, fulls[n])
+                if "full" in want:
+                    v.tick()
+            if "chunked" in want and chunk_ok:
+                _chunked(v, runners, opts.reference, batch, seq, feeds)
+            for n, runner in runners.items():
+                if n not in fulls:
+                    continue  # its full run already failed with an error
+                if "batch" in want and batch > 1:
+                    _batch_independence(v, n, runner, batch, seq, feeds, fulls[n])
+                if "padding" in want and spec.has("lengths") and seq > 1:
+                    _padding(v, n, runner, batch, seq, feeds, fulls[n])
+                if "identities" in want and m.head.task == "none":
+                    _identities(v, n, batch, seq, feeds, fulls[n])
+                if n in steppers:
+                    _step(v, n, steppers[n], batch, seq, feeds, fulls[n], ref_out if n != opts.reference else None)
