@@ -55,13 +55,20 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str = ".") -> PipelineCon
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """The TOML-shaped dict of a config dataclass: ``None`` fields omitted, tuples as lists."""
+    """The dict form of a config dataclass (tuples as lists), lossless through :func:`config_from_dict`.
+
+    ``None`` fields whose default is ``None`` are omitted (TOML has no null); a ``None`` that overrides a
+    non-``None`` default (``padding_idx = None`` from the Python API) is kept, for the JSON manifest.
+    """
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cfg):
         if f.name in _INTERNAL_FIELDS:
             continue
         value = getattr(cfg, f.name)
+        if value is None and f.default is None:
+            continue
         if value is None:
+            out[f.name] = None
             continue
         if dataclasses.is_dataclass(value):
             out[f.name] = config_to_dict(value)
@@ -110,8 +117,8 @@ def _coerce(tp: Any, value: object, path: str) -> Any:
     origin = get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         options = [a for a in get_args(tp) if a is not type(None)]
-        # TOML has no null: an optional key is simply omitted, so only the non-None type is accepted.
-        return _coerce(options[0], value, path)
+        # TOML has no null (an optional key is simply omitted); None only arrives from a JSON manifest.
+        return None if value is None else _coerce(options[0], value, path)
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:

@@ -60,6 +60,7 @@ class BaseRunner(abc.ABC):
         self.spec = spec
         self._active = False
         self._last_latency_ms: float | None = None
+        self._last_device_ms: float | None = None
 
     def __enter__(self) -> Self:
         if self._active:
@@ -79,6 +80,13 @@ class BaseRunner(abc.ABC):
     def last_latency_ms(self) -> float | None:
         """Host wall time of the last ``infer`` (hook only, validation excluded), in milliseconds."""
         return self._last_latency_ms
+
+    @property
+    def last_device_ms(self) -> float | None:
+        """Device time of the last ``infer`` measured with device events (CUDA), or ``None`` where the
+        backend cannot measure it. Reported separately from host wall time.
+        """
+        return self._last_device_ms
 
     def infer(self, feeds: Mapping[str, np.ndarray], *, check: bool = True) -> dict[str, np.ndarray]:
         """Run the graph on ``feeds`` and return every output by name.

@@ -86,8 +86,9 @@ def vectors_for_vocab(
     """An embedding matrix ``[len(vocab), dim]`` from a vectors file, and a coverage report.
 
     Raises:
-        VectorsError: The file is missing, a row's width is not ``dim``, a value is not a number, or a
-            word2vec header disagrees with ``dim``. The message gives the line number.
+        VectorsError: The file is missing, a row's width is not ``dim``, a value of a vocabulary token's row
+            is not a number (rows of other tokens are only counted, not parsed: vectors files are large), or
+            a word2vec header disagrees with ``dim``. The message gives the line number.
     """
     index = {tok: i for i, tok in enumerate(vocab)}
     matrix = np.zeros((len(vocab), dim), dtype=np.float32)

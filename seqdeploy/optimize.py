@@ -1,0 +1,116 @@
+"""Optimized variants of an export. Today: dynamic int8 for CPU serving (``seqdeploy optimize --int8``).
+
+ONNX Runtime's ``quantize_dynamic`` turns each ``LSTM`` into ``com.microsoft.DynamicQuantizeLSTM`` and
+Linear heads into MatMulInteger; the embedding ``Gather`` stays fp32. There is no GRU/RNN counterpart
+(onnxruntime#5747), so those recurrent ops stay fp32 and only the head is quantized. The int8 ops have no
+CUDA kernel and TensorRT cannot parse them: int8 RNNs are a CPU-only path (pitfalls #22).
+
+The variant is proven before it is recorded: a small verify of ``ort-cpu-int8`` against the fp32
+PyTorch reference at int8 tolerance. A failing variant is deleted and never enters the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqdeploy._lazy import require
+from seqdeploy.errors import ParityError
+from seqdeploy.manifest import MANIFEST, Bundle, file_entry, write_json
+from seqdeploy.parity.report import ParityReport
+from seqdeploy.parity.run import VerifyOptions, verify
+
+__all__ = ["INT8_FILE", "Int8Result", "quantize_int8"]
+
+INT8_FILE = "model.int8.onnx"
+
+
+@dataclass(frozen=True)
+class Int8Result:
+    """The recorded variant and the verify run that proved it."""
+
+    path: Path
+    entry: dict[str, Any]
+    report: ParityReport
+    duration_s: float
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    # quantize_dynamic logs a "please run pre-processing" suggestion through the root logger; it is
+    # advice about shape inference for transformer graphs, not about these models.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_int8(bundle_dir: str | Path) -> Int8Result:
+    """Write ``model.int8.onnx`` next to ``model.onnx``, prove it, and record it in the manifest.
+
+    Raises:
+        UsageError: ``bundle_dir`` is not an export directory.
+        BackendUnavailable: onnxruntime (and its quantization tools) are not installed.
+        ParityError: The int8 variant exceeds its documented tolerance vs the fp32 reference.
+    """
+    start = time.perf_counter()
+    bundle = Bundle.load(bundle_dir)
+    quant = require("onnxruntime.quantization", extra="cpu", purpose="int8 quantization")
+    onnx = require("onnx", extra="cpu")
+    src = bundle.graph_path("sequence")
+    dst = bundle.path / INT8_FILE
+    tmp = bundle.path / f".{INT8_FILE}.tmp"
+    try:
+        with _quiet_quantizer():
+            quant.quantize_dynamic(str(src), str(tmp), weight_type=quant.QuantType.QInt8)
+        ops = Counter(n.op_type for n in onnx.load(str(tmp), load_external_data=False).graph.node)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    manifest = dict(bundle.manifest)
+    previous = manifest.get("variants", {}).get("int8")
+    entry: dict[str, Any] = {
+        "file": INT8_FILE,
+        "graph": "sequence",
+        "precision": "int8",
+        "method": "onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)",
+        "quantized_ops": {k: v for k, v in sorted(ops.items()) if "Quantize" in k or "Integer" in k},
+        "fp32_recurrent_ops": {k: ops[k] for k in ("LSTM", "GRU", "RNN") if ops.get(k)},
+    }
+    manifest.setdefault("variants", {})["int8"] = entry
+    manifest.setdefault("files", {})[INT8_FILE] = file_entry(dst)
+    write_json(bundle.path / MANIFEST, manifest)
+    cfg = bundle.config
+    opts = VerifyOptions(
+        backends=("torch", "ort-cpu-int8"),
+        batches=(1, 3),
+        seqs=(1, 7, max(cfg.shapes.seq[1], 16)),
+        modes=("full", "chunked", "batch", "padding"),
+    )
+    report = verify(Bundle.load(bundle.path), opts)
+    if not report.passed:
+        # Roll the manifest back: a variant that fails its tolerance must not be served.
+        if previous is None:
+            manifest["variants"].pop("int8")
+            manifest["files"].pop(INT8_FILE)
+            dst.unlink(missing_ok=True)
+        else:
+            manifest["variants"]["int8"] = previous
+        write_json(bundle.path / MANIFEST, manifest)
+        raise ParityError(f"int8 variant failed its tolerance: {report.summary()}", report)
+    entry["max_abs_vs_fp32"] = {
+        n: max((c.tensors[n].max_abs for c in report.cases if c.mode == "full" and n in c.tensors), default=0.0)
+        for n in bundle.specs["sequence"].output_names
+    }
+    write_json(bundle.path / MANIFEST, manifest)
+    return Int8Result(dst, entry, report, time.perf_counter() - start)

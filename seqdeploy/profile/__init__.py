@@ -1,0 +1,1 @@
+"""Latency profiling: statistics (``timing``), FLOPs (``flops``), the sweep (``run``), reports and plots."""

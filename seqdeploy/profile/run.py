@@ -1,0 +1,297 @@
+"""``profile``: latency of every backend over a batch × seq grid, streaming latency, and a roofline.
+
+Timing: warm-up calls excluded; each sample is the host wall time (``time.perf_counter``, monotonic) of
+one ``runner.infer`` call with feeds validated once beforehand; CUDA backends that can also report
+device time (CUDA events) get a separate ``device`` statistic. Achieved GFLOP/s uses the recurrent FLOPs
+of :mod:`seqdeploy.profile.flops` and the median latency; it is divided by the sgemm rate of the
+backend's library measured in the same run (:mod:`seqdeploy.profile.sgemm`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqdeploy.backends import BaseRunner, get_backend, make_runner
+from seqdeploy.errors import UsageError
+from seqdeploy.feeds import carry_state, make_feeds
+from seqdeploy.manifest import Bundle, library_versions
+from seqdeploy.profile.flops import recurrent_flops
+from seqdeploy.profile.report import ProfileCase, ProfileReport
+from seqdeploy.profile.sgemm import library_of, sgemm_gflops
+from seqdeploy.profile.timing import LatencyStats
+from seqdeploy.spec import IOSpec
+
+__all__ = ["ProfileOptions", "default_grid", "machine_info", "profile"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    """What to measure.
+
+    Attributes:
+        backends: Backends to time; the baseline is added if missing.
+        baseline: Backend that speed-ups are relative to.
+        batches / seqs: The grid (default: min, opt, max of the manifest's ``[shapes]``).
+        warmup: Untimed calls before each case.
+        iters: Exact number of timed calls (``None``: as many as fit in ``min_time``, at least 10).
+        min_time: Seconds of timed calls per case when ``iters`` is ``None``.
+        threads: Threads for every backend and for the sgemm reference (``None`` = library default).
+        streaming: Also time one-token steps with carried state.
+        streaming_steps: Timed steps per streaming case.
+        allow_outside_range: Allow shapes outside the manifest's ``[shapes]`` range.
+        sgemm_n: Size of the sgemm reference (0 disables the roofline).
+        seed: Seed of the random inputs.
+    """
+
+    backends: tuple[str, ...] = ("torch", "ort-cpu")
+    baseline: str = "torch"
+    batches: tuple[int, ...] | None = None
+    seqs: tuple[int, ...] | None = None
+    warmup: int = 5
+    iters: int | None = None
+    min_time: float = 0.5
+    threads: int | None = None
+    streaming: bool = False
+    streaming_steps: int = 200
+    allow_outside_range: bool = False
+    sgemm_n: int = 1024
+    seed: int = 0
+    max_iters: int = 100_000
+
+
+def default_grid(bundle: Bundle) -> tuple[list[int], list[int]]:
+    """``{min, opt, max}`` of the manifest's batch and seq ranges."""
+    s = bundle.config.shapes
+    return sorted(set(s.batch)), sorted(set(s.seq))
+
+
+def machine_info(threads: int | None) -> dict[str, Any]:
+    """CPU model, core count, threads, GPU (when torch sees one) and library versions."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    gpu = None
+    import sys
+
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "gpu": gpu,
+        "versions": library_versions("seqdeploy", "torch", "onnxruntime", "onnx", "numpy"),
+    }
+
+
+def _check_range(bundle: Bundle, batches: list[int], seqs: list[int], allow: bool) -> None:
+    s = bundle.config.shapes
+    bad = [f"batch {b}" for b in batches if not s.batch[0] <= b <= s.batch[2]]
+    bad += [f"seq {t}" for t in seqs if not s.seq[0] <= t <= s.seq[2]]
+    if bad and not allow:
+        raise UsageError(
+            f"{', '.join(bad)} outside the export's [shapes] range (batch {list(s.batch)}, seq {list(s.seq)}); "
+            "pass --allow-outside-range to time them anyway"
+        )
+
+
+def _time_calls(
+    runner: BaseRunner, feeds: dict[str, np.ndarray], opts: ProfileOptions
+) -> tuple[list[float], list[float]]:
+    runner.infer(feeds)  # validated once; timed calls skip validation
+    for _ in range(opts.warmup):
+        runner.infer(feeds, check=False)
+    host: list[float] = []
+    device: list[float] = []
+    deadline = time.monotonic() + opts.min_time
+    target = opts.iters
+    while True:
+        t0 = time.perf_counter()
+        runner.infer(feeds, check=False)
+        host.append((time.perf_counter() - t0) * 1e3)
+        if runner.last_device_ms is not None:
+            device.append(runner.last_device_ms)
+        n = len(host)
+        if target is not None:
+            if n >= target:
+                break
+        elif (n >= 10 and time.monotonic() >= deadline) or n >= opts.max_iters:
+            break
+    return host, device
+
+
+def _time_streaming(
+    runner: BaseRunner, spec: IOSpec, feeds: dict[str, np.ndarray], steps: int, warmup: int
+) -> list[float]:
+    """Per-step wall time of feeding one token per call, carrying the state between calls."""
+    state = {p.input: feeds[p.input] for p in spec.state}
+    runner.infer({**feeds, **state})
+    samples: list[float] = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        out = runner.infer({**feeds, **state}, check=False)
+        state = carry_state(out, spec)
+        if i >= warmup:
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def _case(
+    backend: str,
+    mode: str,
+    graph: str,
+    batch: int,
+    seq: int,
+    host: list[float],
+    device: list[float],
+    flops: int,
+    sgemm: float | None,
+) -> ProfileCase:
+    stats = LatencyStats.from_samples(host)
+    gflops = flops / (stats.p50_ms * 1e-3) / 1e9 if stats.p50_ms > 0 else float("nan")
+    return ProfileCase(
+        backend=backend,
+        mode=mode,
+        graph=graph,
+        batch=batch,
+        seq=seq,
+        host=stats,
+        device=LatencyStats.from_samples(device) if device else None,
+        gflop=flops / 1e9,
+        gflops=gflops,
+        sgemm_gflops=sgemm,
+        pct_of_sgemm=100.0 * gflops / sgemm if sgemm else None,
+    )
+
+
+def profile(
+    bundle: Bundle | str | Path, opts: ProfileOptions | None = None, *, progress: Progress | None = None
+) -> ProfileReport:
+    """Time every backend over the grid (and streaming), measure the sgemm reference, compare.
+
+    A ``KeyboardInterrupt`` during the sweep stops it and returns what was measured, marked partial.
+
+    Raises:
+        UsageError: Unknown backend, shapes outside ``[shapes]`` without ``allow_outside_range``, bad options.
+        BackendUnavailable: A requested backend cannot run here.
+    """
+    opts = opts or ProfileOptions()
+    b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    names = list(dict.fromkeys([opts.baseline, *opts.backends]))
+    for n in names:
+        get_backend(n)
+    if opts.iters is not None and opts.iters < 1:
+        raise UsageError(f"--iters must be >= 1, got {opts.iters}")
+    d_batches, d_seqs = default_grid(b)
+    batches = list(opts.batches or d_batches)
+    seqs = list(opts.seqs or d_seqs)
+    _check_range(b, batches, seqs, opts.allow_outside_range)
+    spec = b.specs["sequence"]
+    cfg = b.config
+    report = ProfileReport(
+        baseline=opts.baseline,
+        backends=names,
+        env=machine_info(opts.threads),
+        options={
+            "batches": batches,
+            "seqs": seqs,
+            "warmup": opts.warmup,
+            "iters": opts.iters,
+            "min_time": opts.min_time,
+            "threads": opts.threads,
+            "streaming": opts.streaming,
+            "seed": opts.seed,
+        },
+        model={
+            "cell": cfg.model.cell,
+            "layers": len(cfg.model.layer_sizes),
+            "hidden": list(cfg.model.layer_sizes),
+            "bidirectional": cfg.model.bidirectional,
+            "head": cfg.model.head.task,
+            "flops_per_token": recurrent_flops(cfg.model, 1, 1),
+        },
+    )
+    stream_graph = "step" if "step" in b.specs else "sequence"
+    stream_ok = opts.streaming and bool(spec.state) and not cfg.model.bidirectional
+    if opts.streaming and not stream_ok:
+        why = (
+            "a bidirectional model cannot be fed one token at a time"
+            if cfg.model.bidirectional
+            else "the graph has no state inputs (export.initial_state = false)"
+        )
+        report.skipped.append({"mode": "streaming", "backend": None, "reason": why})
+    total = len(names) * len(batches) * (len(seqs) + int(stream_ok))
+    done = 0
+    try:
+        with contextlib.ExitStack() as stack:
+            runners = {n: stack.enter_context(make_runner(n, b, "sequence", threads=opts.threads)) for n in names}
+            streamers: dict[str, BaseRunner] = {}
+            if opts.sgemm_n:
+                for lib in dict.fromkeys(library_of(n) for n in names):
+                    report.sgemm[lib] = sgemm_gflops(lib, n=opts.sgemm_n, threads=opts.threads)
+            for n, runner in runners.items():
+                sgemm = report.sgemm.get(library_of(n))
+                for batch in batches:
+                    for seq in seqs:
+                        feeds = make_feeds(spec, batch, seq, seed=opts.seed)
+                        host, device = _time_calls(runner, feeds, opts)
+                        report.cases.append(
+                            _case(
+                                n,
+                                "sequence",
+                                "sequence",
+                                batch,
+                                seq,
+                                host,
+                                device,
+                                recurrent_flops(cfg.model, batch, seq),
+                                sgemm,
+                            )
+                        )
+                        done += 1
+                        if progress:
+                            progress(done, total)
+                    if stream_ok:
+                        if n not in streamers:
+                            use_step = stream_graph == "step" and "step" in get_backend(n).graphs
+                            streamers[n] = (
+                                stack.enter_context(make_runner(n, b, "step", threads=opts.threads))
+                                if use_step
+                                else runner
+                            )
+                        report.cases.append(_stream_case(b, n, streamers[n], batch, opts, sgemm))
+                        done += 1
+                        if progress:
+                            progress(done, total)
+    except KeyboardInterrupt:
+        report.partial = True
+    report.finish()
+    return report
+
+
+def _stream_case(
+    b: Bundle, name: str, runner: BaseRunner, batch: int, opts: ProfileOptions, sgemm: float | None
+) -> ProfileCase:
+    """Streaming: the step graph (cell stacks exported with ``--step``) or the sequence graph fed T=1 chunks."""
+    spec = runner.spec
+    feeds = make_feeds(spec, batch, 1, seed=opts.seed, full_lengths=True)
+    steps = opts.iters if opts.iters is not None else opts.streaming_steps
+    host = _time_streaming(runner, spec, feeds, steps, opts.warmup)
+    return _case(name, "streaming", spec.kind, batch, 1, host, [], recurrent_flops(b.config.model, batch, 1), sgemm)

@@ -1,0 +1,82 @@
+"""The machine's matrix-multiply rate, measured through the same library a backend uses.
+
+A profile reports "52 % of this machine's sgemm rate", not just milliseconds: each backend's achieved
+GFLOP/s is divided by the rate of a large fp32 matmul (N×N @ N×N, 2·N³ FLOPs) run in the same process,
+with the same threads, through the same library (torch for ``torch*``, ONNX Runtime for ``ort-*``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from seqdeploy._lazy import require
+
+__all__ = ["library_of", "sgemm_gflops"]
+
+
+def library_of(backend: str) -> str:
+    """The library key whose sgemm rate a backend is compared with (``torch-cpu``, ``ort-cpu``, ...)."""
+    return {
+        "torch": "torch-cpu",
+        "torch-cuda": "torch-cuda",
+        "ort-cpu": "ort-cpu",
+        "ort-cpu-int8": "ort-cpu",
+        "ort-cuda": "ort-cuda",
+        "ort-trt": "ort-trt",
+    }.get(backend, backend)
+
+
+def _best_rate(run: Any, n: int, repeats: int) -> float:
+    run()  # warm-up: first call pays for allocation and (for ORT) kernel selection
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def sgemm_gflops(library: str, *, n: int = 1024, repeats: int = 5, threads: int | None = None) -> float:
+    """Best-of-``repeats`` GFLOP/s of an ``n``-cubed fp32 matmul through ``library``."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    if library.startswith("torch"):
+        import torch
+
+        device = "cuda" if library == "torch-cuda" else "cpu"
+        old = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
+
+            def run_torch() -> None:
+                torch.mm(ta, tb)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+
+            return _best_rate(run_torch, n, repeats)
+        finally:
+            torch.set_num_threads(old)
+    ort = require("onnxruntime", extra="cpu", purpose="the sgemm reference")
+    onnx = require("onnx", extra="cpu")
+    h = onnx.helper
+    graph = h.make_graph(
+        [h.make_node("MatMul", ["A", "B"], ["C"])],
+        "sgemm",
+        [h.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [n, n]) for x in ("A", "B")],
+        [h.make_tensor_value_info("C", onnx.TensorProto.FLOAT, [n, n])],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    provider = {"ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}.get(
+        library, "CPUExecutionProvider"
+    )
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=[provider])
+    return _best_rate(lambda: sess.run(None, {"A": a, "B": b}), n, repeats)
