@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 import click
 
 from seqdeploy.errors import UsageError
 
-__all__ = ["Progress", "parse_int_list", "write_text_atomic"]
+__all__ = ["Progress", "parse_int_list", "parse_shapes", "write_json_atomic", "write_text_atomic"]
 
 
 def parse_int_list(text: str | None, option: str) -> tuple[int, ...] | None:
@@ -25,6 +28,30 @@ def parse_int_list(text: str | None, option: str) -> tuple[int, ...] | None:
     if not values or min(values) < 1:
         raise UsageError(f"{option} {text!r}: expected integers >= 1")
     return tuple(sorted(set(values)))
+
+
+def parse_shapes(text: str | None) -> tuple[tuple[int, int], ...] | None:
+    """``"1x32,32x128"`` → ``((1, 32), (32, 128))`` (batch x seq); ``None`` passes through."""
+    if text is None:
+        return None
+    shapes = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        b, sep, t = part.lower().partition("x")
+        try:
+            shape = (int(b), int(t))
+        except ValueError:
+            raise UsageError(f"--shapes {text!r}: expected BATCHxSEQ pairs, e.g. --shapes 1x32,32x128") from None
+        if not sep or min(shape) < 1:
+            raise UsageError(f"--shapes {text!r}: expected BATCHxSEQ pairs of integers >= 1")
+        shapes.append(shape)
+    if not shapes:
+        raise UsageError(f"--shapes {text!r}: expected at least one BATCHxSEQ pair")
+    return tuple(shapes)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """A JSON report (strict: non-finite numbers must already be ``None``), written atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -59,3 +86,12 @@ class Progress:
         """End the progress line, if one was drawn."""
         if self.shown:
             click.echo("", err=True)
+            self.shown = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

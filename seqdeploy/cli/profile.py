@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from seqdeploy.cli._options import Progress, parse_int_list, write_text_atomic
+from seqdeploy.cli._options import Progress, parse_int_list, parse_shapes, write_json_atomic, write_text_atomic
 
 
 @click.command("profile")
@@ -16,6 +15,7 @@ from seqdeploy.cli._options import Progress, parse_int_list, write_text_atomic
 @click.option("--baseline", default="torch", show_default=True, help="Backend that speed-ups are relative to.")
 @click.option("--batch", "batches", help="Batch sizes, e.g. 1,8,64 (default: min, opt, max of [shapes]).")
 @click.option("--seq", "seqs", help="Sequence lengths, e.g. 1,64,512 (default: min, opt, max of [shapes]).")
+@click.option("--shapes", "shape_list", help="Explicit BxT pairs instead of the grid, e.g. 1x32,32x128,1x512.")
 @click.option("--warmup", default=5, show_default=True, type=click.IntRange(min=0), help="Untimed calls per case.")
 @click.option("--iters", type=click.IntRange(min=1), help="Timed calls per case (exclusive with --min-time).")
 @click.option("--min-time", type=click.FloatRange(min=0.0), help="Seconds of timed calls per case [default: 0.5].")
@@ -33,6 +33,7 @@ def profile_cmd(
     baseline: str,
     batches: str | None,
     seqs: str | None,
+    shape_list: str | None,
     warmup: int,
     iters: int | None,
     min_time: float | None,
@@ -57,11 +58,14 @@ def profile_cmd(
 
     if iters is not None and min_time is not None:
         raise UsageError("--iters and --min-time are exclusive: give one")
+    if shape_list is not None and (batches or seqs):
+        raise UsageError("--shapes replaces --batch/--seq: give one or the other")
     opts = ProfileOptions(
         backends=tuple(parse_backends(backends)),
         baseline=parse_backends(baseline)[0],
         batches=parse_int_list(batches, "--batch"),
         seqs=parse_int_list(seqs, "--seq"),
+        shapes=parse_shapes(shape_list),
         warmup=warmup,
         iters=iters,
         min_time=0.5 if min_time is None else min_time,
@@ -69,16 +73,13 @@ def profile_cmd(
         streaming=streaming,
         allow_outside_range=allow_outside_range,
     )
-    progress = Progress("profile")
-    try:
+    with Progress("profile") as progress:
         report = profile(bundle_dir, opts, progress=progress)
-    finally:
-        progress.close()
     click.echo(render_table(report))
     if plot_path:
         render_plot(report, plot_path)
     if json_path:
-        write_text_atomic(json_path, json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
+        write_json_atomic(json_path, report.to_dict())
     if md_path:
         plot_ref = None
         if plot_path:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from seqdeploy.cli._options import Progress, parse_int_list, write_text_atomic
+from seqdeploy.cli._options import Progress, parse_int_list, write_json_atomic, write_text_atomic
 
 
 @click.command("verify")
@@ -74,15 +73,16 @@ def verify_cmd(
     bundle = Bundle.load(bundle_dir)
     names = parse_backends(backends)
     parse_backends(reference)
-    atol_default, atol_per = parse_tolerances(atol, float("nan"), "--atol")
-    rtol_default, rtol_per = parse_tolerances(rtol, float("nan"), "--rtol")
+    # None = not given: each backend then gets its precision's default (fp32, fp16, int8).
+    atol_default, atol_per = parse_tolerances(atol, None, "--atol")
+    rtol_default, rtol_per = parse_tolerances(rtol, None, "--rtol")
     opts = VerifyOptions(
         backends=tuple(names),
         reference=reference,
         batches=parse_int_list(batches, "--batch"),
         seqs=parse_int_list(seqs, "--seq"),
-        atol=None if atol_default != atol_default else atol_default,  # NaN = not given
-        rtol=None if rtol_default != rtol_default else rtol_default,
+        atol=atol_default,
+        rtol=rtol_default,
         atol_per_tensor=atol_per,
         rtol_per_tensor=rtol_per,
         modes=tuple(m.strip() for m in modes.split(",")) if modes else MODES,
@@ -91,14 +91,11 @@ def verify_cmd(
         seed=seed,
         threads=threads,
     )
-    progress = Progress("verify")
-    try:
+    with Progress("verify") as progress:
         report = verify(bundle, opts, progress=progress)
-    finally:
-        progress.close()
     click.echo(render_table(report, failures_only=failures_only))
     if json_path:
-        write_text_atomic(json_path, json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
+        write_json_atomic(json_path, report.to_dict())
     if md_path:
         write_text_atomic(md_path, render_markdown(report))
     if not report.passed:

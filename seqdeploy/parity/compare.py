@@ -60,8 +60,8 @@ class Tolerances:
 
 
 def parse_tolerances(
-    values: tuple[str, ...] | list[str], default: float, option: str
-) -> tuple[float, dict[str, float]]:
+    values: tuple[str, ...] | list[str], default: float | None, option: str
+) -> tuple[float | None, dict[str, float]]:
     """Parse repeated ``--atol 1e-4`` / ``--atol h_n=1e-4`` values into (default, per-tensor)."""
     per: dict[str, float] = {}
     for raw in values:
@@ -103,6 +103,8 @@ class TensorDiff:
     p99_abs: float = 0.0
     max_rel: float = 0.0
     mean_rel: float = 0.0
+    median_rel: float = 0.0
+    p99_rel: float = 0.0
     worst_index: tuple[int, ...] | None = None
     worst_ref: float | None = None
     worst_got: float | None = None
@@ -124,6 +126,8 @@ class TensorDiff:
             "median_abs": num(self.median_abs),
             "p99_abs": num(self.p99_abs),
             "mean_rel": num(self.mean_rel),
+            "median_rel": num(self.median_rel),
+            "p99_rel": num(self.p99_rel),
             "atol": self.atol,
             "rtol": self.rtol,
             "worst_index": list(self.worst_index) if self.worst_index is not None else None,
@@ -168,6 +172,9 @@ def compare_tensor(name: str, ref: np.ndarray, got: np.ndarray, tol: Tolerance) 
     flat = diff.reshape(-1)
     worst = int(np.argmax(flat))
     finite = flat[np.isfinite(flat)]
+    with np.errstate(invalid="ignore"):  # percentiles over infinite relative errors are inf (or nan)
+        median_rel = float(np.median(rel))
+        p99_rel = float(np.percentile(rel, 99))
     return TensorDiff(
         name=name,
         passed=not bool(failed.any()),
@@ -181,6 +188,8 @@ def compare_tensor(name: str, ref: np.ndarray, got: np.ndarray, tol: Tolerance) 
         p99_abs=float(np.percentile(flat, 99)) if finite.size == n else float("inf"),
         max_rel=float(rel.max()),
         mean_rel=float(rel.mean()),
+        median_rel=median_rel if not np.isnan(median_rel) else float("inf"),
+        p99_rel=p99_rel if not np.isnan(p99_rel) else float("inf"),
         worst_index=tuple(int(i) for i in np.unravel_index(worst, ref_shape)),
         worst_ref=float(r.reshape(-1)[worst]),
         worst_got=float(g.reshape(-1)[worst]),

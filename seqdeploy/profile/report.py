@@ -80,13 +80,27 @@ class ProfileReport:
     env: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
-    sgemm: dict[str, float] = field(default_factory=dict)
+    sgemm_runs: dict[str, list[float]] = field(default_factory=dict)
+    """GFLOP/s of the sgemm reference per library, measured before (and, if completed, after) the sweep."""
     cases: list[ProfileCase] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     partial: bool = False
 
+    @property
+    def sgemm(self) -> dict[str, float]:
+        """The sgemm rate per library: the mean of its before/after measurements."""
+        return {lib: sum(runs) / len(runs) for lib, runs in self.sgemm_runs.items() if runs}
+
     def finish(self) -> None:
-        """Fill in speed-ups against the baseline (median latency) and the winner of every shape."""
+        """Fill in the roofline share, the speed-ups against the baseline (median latency) and the winner
+        of every shape.
+        """
+        from seqdeploy.profile.sgemm import library_of
+
+        rates = self.sgemm
+        for c in self.cases:
+            c.sgemm_gflops = rates.get(library_of(c.backend))
+            c.pct_of_sgemm = 100.0 * c.gflops / c.sgemm_gflops if c.sgemm_gflops else None
         shapes: dict[tuple[str, int, int], list[ProfileCase]] = {}
         for c in self.cases:
             shapes.setdefault((c.mode, c.batch, c.seq), []).append(c)
@@ -114,6 +128,7 @@ class ProfileReport:
             "options": self.options,
             "model": self.model,
             "sgemm_gflops": self.sgemm,
+            "sgemm_runs": self.sgemm_runs,
             "cases": [c.to_dict() for c in self.cases],
             "skipped": self.skipped,
         }
@@ -166,6 +181,13 @@ def _rows(report: ProfileReport) -> list[list[str]]:
     return rows
 
 
+def _sgemm_text(report: ProfileReport) -> str:
+    return ", ".join(
+        f"{lib} {sum(runs) / len(runs):.1f} GFLOP/s (" + " then ".join(f"{r:.1f}" for r in runs) + ")"
+        for lib, runs in report.sgemm_runs.items()
+    )
+
+
 def render_table(report: ProfileReport) -> str:
     """A fixed-width terminal table, then the sgemm rates and skips."""
     header = list(_COLS)
@@ -174,7 +196,7 @@ def render_table(report: ProfileReport) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
     if report.sgemm:
-        lines.append("sgemm reference: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in report.sgemm.items()))
+        lines.append("sgemm reference: " + _sgemm_text(report))
     lines.extend(f"SKIPPED [{s['mode']}]: {s['reason']}" for s in report.skipped)
     env = report.env
     lines.append(
@@ -208,8 +230,7 @@ def render_markdown(report: ProfileReport, plot: str | None = None) -> str:
     if report.sgemm:
         out += [
             "",
-            "sgemm reference (same run, same threads): "
-            + ", ".join(f"`{k}` {v:.1f} GFLOP/s" for k, v in report.sgemm.items()),
+            "sgemm reference (same run, same threads): " + _sgemm_text(report),
         ]
     winners = [c for c in report.cases if c.winner]
     if winners:

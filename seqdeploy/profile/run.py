@@ -43,6 +43,7 @@ class ProfileOptions:
         backends: Backends to time; the baseline is added if missing.
         baseline: Backend that speed-ups are relative to.
         batches / seqs: The grid (default: min, opt, max of the manifest's ``[shapes]``).
+        shapes: Explicit ``(batch, seq)`` pairs instead of the grid.
         warmup: Untimed calls before each case.
         iters: Exact number of timed calls (``None``: as many as fit in ``min_time``, at least 10).
         min_time: Seconds of timed calls per case when ``iters`` is ``None``.
@@ -58,6 +59,7 @@ class ProfileOptions:
     baseline: str = "torch"
     batches: tuple[int, ...] | None = None
     seqs: tuple[int, ...] | None = None
+    shapes: tuple[tuple[int, int], ...] | None = None
     warmup: int = 5
     iters: int | None = None
     min_time: float = 0.5
@@ -101,10 +103,10 @@ def machine_info(threads: int | None) -> dict[str, Any]:
     }
 
 
-def _check_range(bundle: Bundle, batches: list[int], seqs: list[int], allow: bool) -> None:
+def _check_range(bundle: Bundle, shapes: list[tuple[int, int]], allow: bool) -> None:
     s = bundle.config.shapes
-    bad = [f"batch {b}" for b in batches if not s.batch[0] <= b <= s.batch[2]]
-    bad += [f"seq {t}" for t in seqs if not s.seq[0] <= t <= s.seq[2]]
+    bad = [f"batch {b}" for b in sorted({b for b, _ in shapes}) if not s.batch[0] <= b <= s.batch[2]]
+    bad += [f"seq {t}" for t in sorted({t for _, t in shapes}) if not s.seq[0] <= t <= s.seq[2]]
     if bad and not allow:
         raise UsageError(
             f"{', '.join(bad)} outside the export's [shapes] range (batch {list(s.batch)}, seq {list(s.seq)}); "
@@ -162,7 +164,6 @@ def _case(
     host: list[float],
     device: list[float],
     flops: int,
-    sgemm: float | None,
 ) -> ProfileCase:
     stats = LatencyStats.from_samples(host)
     gflops = flops / (stats.p50_ms * 1e-3) / 1e9 if stats.p50_ms > 0 else float("nan")
@@ -176,8 +177,8 @@ def _case(
         device=LatencyStats.from_samples(device) if device else None,
         gflop=flops / 1e9,
         gflops=gflops,
-        sgemm_gflops=sgemm,
-        pct_of_sgemm=100.0 * gflops / sgemm if sgemm else None,
+        sgemm_gflops=None,  # filled in by ProfileReport.finish once the sgemm reference is complete
+        pct_of_sgemm=None,
     )
 
 
@@ -199,10 +200,14 @@ def profile(
         get_backend(n)
     if opts.iters is not None and opts.iters < 1:
         raise UsageError(f"--iters must be >= 1, got {opts.iters}")
-    d_batches, d_seqs = default_grid(b)
-    batches = list(opts.batches or d_batches)
-    seqs = list(opts.seqs or d_seqs)
-    _check_range(b, batches, seqs, opts.allow_outside_range)
+    if opts.shapes is not None:
+        shapes = list(dict.fromkeys(opts.shapes))
+    else:
+        d_batches, d_seqs = default_grid(b)
+        shapes = [(bb, ss) for bb in (opts.batches or d_batches) for ss in (opts.seqs or d_seqs)]
+    if not shapes or min(min(x) for x in shapes) < 1:
+        raise UsageError(f"batch and seq values must be integers >= 1, got {shapes}")
+    _check_range(b, shapes, opts.allow_outside_range)
     spec = b.specs["sequence"]
     cfg = b.config
     report = ProfileReport(
@@ -210,8 +215,7 @@ def profile(
         backends=names,
         env=machine_info(opts.threads),
         options={
-            "batches": batches,
-            "seqs": seqs,
+            "shapes": [list(x) for x in shapes],
             "warmup": opts.warmup,
             "iters": opts.iters,
             "min_time": opts.min_time,
@@ -228,7 +232,6 @@ def profile(
             "flops_per_token": recurrent_flops(cfg.model, 1, 1),
         },
     )
-    stream_graph = "step" if "step" in b.specs else "sequence"
     stream_ok = opts.streaming and bool(spec.state) and not cfg.model.bidirectional
     if opts.streaming and not stream_ok:
         why = (
@@ -237,61 +240,56 @@ def profile(
             else "the graph has no state inputs (export.initial_state = false)"
         )
         report.skipped.append({"mode": "streaming", "backend": None, "reason": why})
-    total = len(names) * len(batches) * (len(seqs) + int(stream_ok))
+    stream_batches = sorted({batch for batch, _ in shapes})
+    total = len(names) * (len(shapes) + (len(stream_batches) if stream_ok else 0))
     done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total)
+
     try:
         with contextlib.ExitStack() as stack:
             runners = {n: stack.enter_context(make_runner(n, b, "sequence", threads=opts.threads)) for n in names}
-            streamers: dict[str, BaseRunner] = {}
-            if opts.sgemm_n:
-                for lib in dict.fromkeys(library_of(n) for n in names):
-                    report.sgemm[lib] = sgemm_gflops(lib, n=opts.sgemm_n, threads=opts.threads)
-            for n, runner in runners.items():
-                sgemm = report.sgemm.get(library_of(n))
-                for batch in batches:
-                    for seq in seqs:
-                        feeds = make_feeds(spec, batch, seq, seed=opts.seed)
-                        host, device = _time_calls(runner, feeds, opts)
-                        report.cases.append(
-                            _case(
-                                n,
-                                "sequence",
-                                "sequence",
-                                batch,
-                                seq,
-                                host,
-                                device,
-                                recurrent_flops(cfg.model, batch, seq),
-                                sgemm,
-                            )
-                        )
-                        done += 1
-                        if progress:
-                            progress(done, total)
-                    if stream_ok:
-                        if n not in streamers:
-                            use_step = stream_graph == "step" and "step" in get_backend(n).graphs
-                            streamers[n] = (
-                                stack.enter_context(make_runner(n, b, "step", threads=opts.threads))
-                                if use_step
-                                else runner
-                            )
-                        report.cases.append(_stream_case(b, n, streamers[n], batch, opts, sgemm))
-                        done += 1
-                        if progress:
-                            progress(done, total)
+            libraries = list(dict.fromkeys(library_of(n) for n in names)) if opts.sgemm_n else []
+            # The sgemm reference is measured before and after the sweep; the report uses the mean and
+            # keeps both, so drift of a shared machine during the run is visible.
+            for lib in libraries:
+                report.sgemm_runs[lib] = [sgemm_gflops(lib, n=opts.sgemm_n, threads=opts.threads)]
+            # Shape-major order: every backend is timed at a shape before moving on, so that the ratios
+            # compare measurements taken close together in time (shared machines drift).
+            for batch, seq in shapes:
+                feeds = make_feeds(spec, batch, seq, seed=opts.seed)
+                flops = recurrent_flops(cfg.model, batch, seq)
+                for n, runner in runners.items():
+                    host, device = _time_calls(runner, feeds, opts)
+                    report.cases.append(_case(n, "sequence", "sequence", batch, seq, host, device, flops))
+                    tick()
+            if stream_ok:
+                streamers = {
+                    n: stack.enter_context(make_runner(n, b, "step", threads=opts.threads))
+                    if "step" in b.specs and "step" in get_backend(n).graphs
+                    else runners[n]
+                    for n in names
+                }
+                for batch in stream_batches:
+                    for n, runner in streamers.items():
+                        report.cases.append(_stream_case(b, n, runner, batch, opts))
+                        tick()
+            for lib in libraries:
+                report.sgemm_runs[lib].append(sgemm_gflops(lib, n=opts.sgemm_n, threads=opts.threads))
     except KeyboardInterrupt:
         report.partial = True
     report.finish()
     return report
 
 
-def _stream_case(
-    b: Bundle, name: str, runner: BaseRunner, batch: int, opts: ProfileOptions, sgemm: float | None
-) -> ProfileCase:
+def _stream_case(b: Bundle, name: str, runner: BaseRunner, batch: int, opts: ProfileOptions) -> ProfileCase:
     """Streaming: the step graph (cell stacks exported with ``--step``) or the sequence graph fed T=1 chunks."""
     spec = runner.spec
     feeds = make_feeds(spec, batch, 1, seed=opts.seed, full_lengths=True)
     steps = opts.iters if opts.iters is not None else opts.streaming_steps
     host = _time_streaming(runner, spec, feeds, steps, opts.warmup)
-    return _case(name, "streaming", spec.kind, batch, 1, host, [], recurrent_flops(b.config.model, batch, 1), sgemm)
+    return _case(name, "streaming", spec.kind, batch, 1, host, [], recurrent_flops(b.config.model, batch, 1))

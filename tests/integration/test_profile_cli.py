@@ -199,3 +199,21 @@ def test_optimize_without_a_variant_flag(lstm_dir: Path) -> None:
     code, text = run("optimize", str(lstm_dir))
     assert code == 2
     assert "--int8" in text
+
+
+def test_explicit_shapes_replace_the_grid(lstm_dir: Path, tmp_path: Path) -> None:
+    j = tmp_path / "p.json"
+    code, text = run(
+        "profile", str(lstm_dir), "--backends", "ort-cpu", "--shapes", "1x2,3x6", "--iters", "2", "--json", str(j)
+    )
+    assert code == 0, text
+    rep = json.loads(j.read_text())
+    assert rep["options"]["shapes"] == [[1, 2], [3, 6]]
+    assert sorted((c["backend"], c["batch"], c["seq"]) for c in rep["cases"]) == [
+        ("ort-cpu", 1, 2),
+        ("ort-cpu", 3, 6),
+        ("torch", 1, 2),
+        ("torch", 3, 6),
+    ]
+    code, text = run("profile", str(lstm_dir), "--shapes", "1x2", "--batch", "1")
+    assert code == 2 and "--shapes replaces" in text
