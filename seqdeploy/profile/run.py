@@ -45,7 +45,7 @@ class ProfileOptions:
         batches / seqs: The grid (default: min, opt, max of the manifest's ``[shapes]``).
         shapes: Explicit ``(batch, seq)`` pairs instead of the grid.
         warmup: Untimed calls before each case.
-        iters: Exact number of timed calls (``None``: as many as fit in ``min_time``, at least 10).
+        iters: Exact number of timed calls (``None``: as many as fit in ``min_time``).
         min_time: Seconds of timed calls per case when ``iters`` is ``None``.
         threads: Threads for every backend and for the sgemm reference (``None`` = library default).
         streaming: Also time one-token steps with carried state.
@@ -53,6 +53,8 @@ class ProfileOptions:
         allow_outside_range: Allow shapes outside the manifest's ``[shapes]`` range.
         sgemm_n: Size of the sgemm reference (0 disables the roofline).
         seed: Seed of the random inputs.
+        max_iters: Cap on timed calls per block.
+        rounds: Blocks per shape in which the backends take turns (interleaving cancels machine drift).
     """
 
     backends: tuple[str, ...] = ("torch", "ort-cpu")
@@ -70,6 +72,7 @@ class ProfileOptions:
     sgemm_n: int = 1024
     seed: int = 0
     max_iters: int = 100_000
+    rounds: int = 5
 
 
 def default_grid(bundle: Bundle) -> tuple[list[int], list[int]]:
@@ -114,16 +117,23 @@ def _check_range(bundle: Bundle, shapes: list[tuple[int, int]], allow: bool) -> 
         )
 
 
-def _time_calls(
-    runner: BaseRunner, feeds: dict[str, np.ndarray], opts: ProfileOptions
-) -> tuple[list[float], list[float]]:
+def _warm_up(runner: BaseRunner, feeds: dict[str, np.ndarray], opts: ProfileOptions) -> None:
     runner.infer(feeds)  # validated once; timed calls skip validation
     for _ in range(opts.warmup):
         runner.infer(feeds, check=False)
+
+
+def _time_calls(
+    runner: BaseRunner, feeds: dict[str, np.ndarray], iters: int | None, seconds: float, max_iters: int
+) -> tuple[list[float], list[float]]:
+    """One block of timed calls: exactly ``iters``, or at least ``seconds`` (and 2 calls)."""
+    # One untimed call first: another backend ran in between, and its first call after a pause (thread
+    # pools going back to sleep, caches refilled) is not what a dedicated server sees.
+    runner.infer(feeds, check=False)
     host: list[float] = []
     device: list[float] = []
-    deadline = time.monotonic() + opts.min_time
-    target = opts.iters
+    deadline = time.monotonic() + seconds
+    target = iters
     while True:
         t0 = time.perf_counter()
         runner.infer(feeds, check=False)
@@ -134,7 +144,7 @@ def _time_calls(
         if target is not None:
             if n >= target:
                 break
-        elif (n >= 10 and time.monotonic() >= deadline) or n >= opts.max_iters:
+        elif (n >= 2 and time.monotonic() >= deadline) or n >= max_iters:
             break
     return host, device
 
@@ -258,13 +268,25 @@ def profile(
             # keeps both, so drift of a shared machine during the run is visible.
             for lib in libraries:
                 report.sgemm_runs[lib] = [sgemm_gflops(lib, n=opts.sgemm_n, threads=opts.threads)]
-            # Shape-major order: every backend is timed at a shape before moving on, so that the ratios
-            # compare measurements taken close together in time (shared machines drift).
+            # Shape-major, and within a shape the backends take turns in `rounds` blocks, so a shared
+            # machine whose speed drifts during the run slows every backend alike: the ratios compare
+            # measurements interleaved in time. A shape is recorded only once all its rounds ran.
+            rounds = max(1, min(opts.rounds, opts.iters)) if opts.iters is not None else max(1, opts.rounds)
+            block_iters = -(-opts.iters // rounds) if opts.iters is not None else None
             for batch, seq in shapes:
                 feeds = make_feeds(spec, batch, seq, seed=opts.seed)
                 flops = recurrent_flops(cfg.model, batch, seq)
-                for n, runner in runners.items():
-                    host, device = _time_calls(runner, feeds, opts)
+                samples: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in runners}
+                for runner in runners.values():
+                    _warm_up(runner, feeds, opts)
+                for _ in range(rounds):
+                    for n, runner in runners.items():
+                        host, device = _time_calls(runner, feeds, block_iters, opts.min_time / rounds, opts.max_iters)
+                        samples[n][0].extend(host)
+                        samples[n][1].extend(device)
+                for n, (host, device) in samples.items():
+                    if opts.iters is not None:
+                        host, device = host[: opts.iters], device[: opts.iters]
                     report.cases.append(_case(n, "sequence", "sequence", batch, seq, host, device, flops))
                     tick()
             if stream_ok:
