@@ -33,6 +33,7 @@ from seqdeploy.spec import IOSpec
 __all__ = ["ProfileOptions", "default_grid", "machine_info", "profile"]
 
 Progress = Callable[[int, int], None]
+_SETTLE_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,10 @@ def _time_calls(
     runner: BaseRunner, feeds: dict[str, np.ndarray], iters: int | None, seconds: float, max_iters: int
 ) -> tuple[list[float], list[float]]:
     """One block of timed calls: exactly ``iters``, or at least ``seconds`` (and 2 calls)."""
-    # One untimed call first: another backend ran in between, and its first call after a pause (thread
-    # pools going back to sleep, caches refilled) is not what a dedicated server sees.
+    # Another backend ran just before: let its spin-waiting worker threads (OpenMP in torch, ORT's pool)
+    # go idle so they do not compete for the cores, then make one untimed call to wake this backend's
+    # own pool — a dedicated server sees neither.
+    time.sleep(_SETTLE_S)
     runner.infer(feeds, check=False)
     host: list[float] = []
     device: list[float] = []
