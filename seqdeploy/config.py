@@ -86,7 +86,8 @@ class ModelConfig:
     input_size: int | None = None
     hidden_size: int | None = None
     hidden_sizes: tuple[int, ...] | None = None
-    num_layers: int = 1
+    num_layers: int | None = None
+    """Layers (default 1). With ``hidden_sizes`` it may be omitted or must equal ``len(hidden_sizes)``."""
     bidirectional: bool = False
     batch_first: bool = False
     dropout: float = 0.0
@@ -125,8 +126,14 @@ class ModelConfig:
             raise _fail("hidden_size", "required (or hidden_sizes = [...] for a cell stack)")
         elif self.hidden_size < 1:
             raise _fail("hidden_size", f"expected int >= 1, got {self.hidden_size}")
-        if self.num_layers < 1:
+        if self.num_layers is not None and self.num_layers < 1:
             raise _fail("num_layers", f"expected int >= 1, got {self.num_layers}")
+        if self.hidden_sizes is not None and self.num_layers not in (None, len(self.hidden_sizes)):
+            raise _fail(
+                "num_layers",
+                f"{self.num_layers} contradicts hidden_sizes (one size per layer: {len(self.hidden_sizes)} layers); "
+                "omit num_layers",
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise _fail("dropout", f"expected a float in [0, 1), got {self.dropout}")
         if is_stack and self.bidirectional:
@@ -165,7 +172,7 @@ class ModelConfig:
         if self.hidden_sizes is not None:
             return self.hidden_sizes
         assert self.hidden_size is not None  # guaranteed by __post_init__
-        return (self.hidden_size,) * self.num_layers
+        return (self.hidden_size,) * (self.num_layers or 1)
 
     @property
     def num_directions(self) -> int:
@@ -199,8 +206,8 @@ class ExportConfig:
     def __post_init__(self) -> None:
         # 14 is the first opset with LSTM `layout`; below that the TorchScript exporter's RNN
         # symbolics are untested here. 20 is the newest opset measured in export-notes.md.
-        if not 14 <= self.opset <= 21:
-            raise _fail("opset", f"expected an int in [14, 21], got {self.opset}")
+        if not 14 <= self.opset <= 20:
+            raise _fail("opset", f"expected an int in [14, 20], got {self.opset}")
 
 
 @dataclass(frozen=True, slots=True)

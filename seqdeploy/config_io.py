@@ -42,6 +42,10 @@ def load_config(path: str | Path) -> PipelineConfig:
         raise ConfigError(f"{path}: is a directory; expected a .toml config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text, as TOML requires ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
     try:
         return config_from_dict(raw, base_dir=str(path.resolve().parent))
     except ConfigError as exc:

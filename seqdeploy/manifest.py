@@ -94,6 +94,8 @@ class Bundle:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UsageError(f"{mpath}: unreadable manifest: {exc}") from None
+        if not isinstance(manifest, dict):
+            raise UsageError(f"{mpath}: malformed manifest (expected a JSON object, got {type(manifest).__name__})")
         version = manifest.get("schema_version")
         if version != SCHEMA_VERSION:
             raise UsageError(

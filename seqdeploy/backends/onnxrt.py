@@ -12,7 +12,7 @@ import numpy as np
 
 from seqdeploy._lazy import require
 from seqdeploy.backends.base import BaseRunner
-from seqdeploy.errors import BackendUnavailable
+from seqdeploy.errors import BackendUnavailable, UsageError
 from seqdeploy.spec import IOSpec
 
 __all__ = ["PROVIDERS", "OrtRunner"]
@@ -68,8 +68,21 @@ class OrtRunner(BaseRunner):
         if self.threads:
             opts.intra_op_num_threads = self.threads
         opts.log_severity_level = 3  # errors only: the CPU EP's warnings about unused initializers are noise
-        providers = [provider] if self.device == "cpu" else [provider, "CPUExecutionProvider"]
-        self._session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+        providers: list[Any] = [provider]
+        if self.device == "cuda":
+            # fp32 means fp32: the CUDA EP uses TF32 on Ampere and newer unless told not to.
+            providers = [(provider, {"use_tf32": 0})]
+        if self.device != "cpu":
+            # Nodes the GPU provider cannot take run on the CPU (ORT's partitioning); the check below makes
+            # sure the GPU provider itself initialised. TensorRT's own TF32 use is not configurable here.
+            providers.append("CPUExecutionProvider")
+        try:
+            self._session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - ORT raises InvalidProtobuf, Fail, InvalidGraph, ...
+            raise UsageError(
+                f"backend '{self.name}': ONNX Runtime cannot load {self.path} ({type(exc).__name__}: {exc}); "
+                "is the export directory intact? Re-export it with 'seqdeploy export'"
+            ) from None
         if self._session.get_providers()[0] != provider:
             got = self._session.get_providers()
             self._session = None

@@ -55,6 +55,7 @@ class TorchRunner(BaseRunner):
         self._module = module
         self._given = module
         self._old_threads: int | None = None
+        self._old_tf32: tuple[bool, bool] | None = None
 
     def _load(self) -> None:
         import torch
@@ -69,6 +70,12 @@ class TorchRunner(BaseRunner):
         if self.threads is not None:
             self._old_threads = torch.get_num_threads()
             torch.set_num_threads(self.threads)
+        if self.device == "cuda":
+            # An fp32 backend must compute in fp32: cuDNN RNNs (and matmuls) may use TF32 on Ampere and
+            # newer by default, which is ~1e-3 relative error, not fp32's 1e-7. Restored on unload.
+            self._old_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         if self._given is None:
             model, _ = build_model(self.config, load_vectors=False)
             if self.weights is not None:
@@ -81,11 +88,8 @@ class TorchRunner(BaseRunner):
         import torch
 
         assert self._module is not None
-        # lengths stay on the CPU: pack_padded_sequence requires CPU lengths even for CUDA models.
-        args = [
-            torch.from_numpy(np.ascontiguousarray(feeds[n])).to("cpu" if n == "lengths" else self.device)
-            for n in self.spec.input_names
-        ]
+        # All inputs go to the model's device (the model moves lengths to the CPU where packing needs it).
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.spec.input_names]
         with torch.inference_mode():
             if self.device == "cuda":
                 # CUDA events time the kernels alone; host wall time (which includes the copies and the
@@ -102,8 +106,12 @@ class TorchRunner(BaseRunner):
         return {n: t.detach().cpu().numpy() for n, t in zip(self.spec.output_names, outs, strict=True)}
 
     def _unload(self) -> None:
-        if self._old_threads is not None:
-            import torch
+        import torch
 
+        if self._old_threads is not None:
             torch.set_num_threads(self._old_threads)
+            self._old_threads = None
+        if self._old_tf32 is not None:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._old_tf32
+            self._old_tf32 = None
         self._module = self._given

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -64,8 +65,11 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except SeqdeployError as exc:
             raise CliError(exc) from exc
-        except InternalError as exc:
-            click.echo(f"internal error (a seqdeploy bug, please report it): {exc}", err=True)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - anything else is a seqdeploy bug: say so, keep the traceback
+            click.echo(traceback.format_exc(), err=True)
+            click.echo(f"internal error (a seqdeploy bug, please report it with the traceback above): {exc}", err=True)
             ctx.exit(InternalError.exit_code)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -56,6 +57,8 @@ def profile_cmd(
     from seqdeploy.profile.report import render_markdown, render_plot, render_table
     from seqdeploy.profile.run import ProfileOptions, profile
 
+    if min_time is not None and not math.isfinite(min_time):
+        raise UsageError(f"--min-time must be a finite number of seconds, got {min_time}")
     if iters is not None and min_time is not None:
         raise UsageError("--iters and --min-time are exclusive: give one")
     if shape_list is not None and (batches or seqs):

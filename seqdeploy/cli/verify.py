@@ -33,7 +33,7 @@ from seqdeploy.cli._options import Progress, parse_int_list, write_json_atomic, 
     type=click.Path(path_type=Path, dir_okay=False),
     help=".npz of input arrays keyed by input name, instead of the random sweep.",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random inputs.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the random inputs.")
 @click.option("--chunks", default=3, show_default=True, type=click.IntRange(min=2), help="Chunks in chunked mode.")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads per backend.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report.")
@@ -62,14 +62,18 @@ def verify_cmd(
 
     Runs whole sequences over a batch x seq sweep, chunked runs with carried state, row-by-row batch
     independence, padding, output/state identities and the step graph. Exit codes: 0 all passed,
-    1 a parity failure, 2 usage/config error, 3 a requested backend unavailable.
+    1 a parity failure, 2 usage/config error, 3 a requested backend unavailable, 130 interrupted
+    (the reports hold what was checked so far, marked partial).
     """
     from seqdeploy.backends import parse_backends
+    from seqdeploy.errors import UsageError
     from seqdeploy.manifest import Bundle
     from seqdeploy.parity.compare import parse_tolerances
     from seqdeploy.parity.report import render_markdown, render_table
     from seqdeploy.parity.run import MODES, VerifyOptions, load_inputs, verify
 
+    if inputs_path is not None and (batches or seqs):
+        raise UsageError("--inputs replaces the --batch/--seq sweep: give one or the other")
     bundle = Bundle.load(bundle_dir)
     names = parse_backends(backends)
     parse_backends(reference)
@@ -98,5 +102,7 @@ def verify_cmd(
         write_json_atomic(json_path, report.to_dict())
     if md_path:
         write_text_atomic(md_path, render_markdown(report))
+    if report.partial:
+        raise SystemExit(130)
     if not report.passed:
         raise SystemExit(1)

@@ -99,8 +99,14 @@ def export_model(
             f"{out}: already exists; pass --force to replace it (the old export is kept until the "
             "new one has passed its checks)"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        # --force replaces exports, never arbitrary directories (a mistyped -o must not delete a project).
+        raise UsageError(f"{out}: exists and is not a seqdeploy export (no {MANIFEST}); --force only replaces exports")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot create the export directory here: {exc}") from None
     try:
         manifest, report = _export_into(cfg, tmp, checkpoint)
         _swap_into_place(tmp, out)

@@ -73,6 +73,9 @@ def load_checkpoint(model: SequenceModel, path: str | Path) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
+    nonfinite = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if nonfinite:
+        raise CheckpointError(f"{path}: tensors with NaN/Inf values: {', '.join(nonfinite)}")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -80,6 +80,10 @@ def _run_module(
         y, h = module(x, hx)
         return y, h
     total = x.size(0)
+    if lengths.device.type != "cpu":
+        # pack_padded_sequence wants CPU lengths; everything else (masks, pooling) uses them on the model's
+        # device. The condition is Python, so nothing is recorded when tracing on the CPU.
+        lengths = lengths.cpu()
     packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
     y_packed, h = module(packed, hx)
     y, _ = pad_packed_sequence(y_packed, total_length=total)
@@ -100,10 +104,10 @@ class NativeCore(Core):
         self.rnn = cls(
             cfg.feature_size,
             cfg.hidden_size,
-            cfg.num_layers,
+            len(cfg.layer_sizes),
             bidirectional=cfg.bidirectional,
             # PyTorch warns about dropout on a single layer (it has no effect there).
-            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            dropout=cfg.dropout if len(cfg.layer_sizes) > 1 else 0.0,
             **kwargs,
         )
 

@@ -73,6 +73,45 @@ def load_vocab(path: Path) -> list[str]:
     return tokens
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_line(
+    path: Path, lineno: int, line: str, dim: int, fmt: str
+) -> tuple[str, list[str]] | Literal["header"] | None:
+    """One line: ``(token, values)``, ``"header"`` for a word2vec header, ``None`` for a blank line."""
+    parts = line.rstrip("\r\n").rstrip(" ").split(" ")
+    if lineno == 1 and fmt != "glove" and len(parts) == 2 and all(p.isdigit() for p in parts):
+        if int(parts[1]) != dim:
+            raise VectorsError(
+                f"{path}:1: word2vec header says dim {parts[1]}, but the config has embedding.dim = {dim}; "
+                f"set embedding.dim = {parts[1]}"
+            )
+        return "header"
+    if lineno == 1 and fmt == "word2vec":
+        raise VectorsError(f"{path}:1: expected a word2vec header 'count dim', got {line[:60]!r}")
+    if parts == [""]:
+        return None
+    extra = len(parts) - (dim + 1)
+    # Some large GloVe files have tokens with spaces (". . ."): the last `dim` fields are the vector.
+    # Extra leading fields count as part of the token only if they are not numbers, so a row that is
+    # simply one number too wide is still reported as a width error.
+    if extra > 0 and not any(_is_number(p) for p in parts[1 : 1 + extra]):
+        return " ".join(parts[: 1 + extra]), parts[1 + extra :]
+    if extra != 0:
+        got = len(parts) - 1
+        raise VectorsError(
+            f"{path}:{lineno}: expected a token and {dim} numbers (embedding.dim = {dim}), got {got} numbers; "
+            f"is this the right file, or should embedding.dim be {got}?"
+        )
+    return parts[0], parts[1:]
+
+
 def vectors_for_vocab(
     vectors_path: Path,
     vocab: list[str],
@@ -94,39 +133,35 @@ def vectors_for_vocab(
     matrix = np.zeros((len(vocab), dim), dtype=np.float32)
     found = np.zeros(len(vocab), dtype=bool)
     try:
-        fh = vectors_path.open(encoding="utf-8")
+        fh = vectors_path.open("rb")  # decoded line by line, so a bad byte is reported with its line number
     except FileNotFoundError:
         raise VectorsError(f"{vectors_path}: vectors file not found") from None
     detected: Literal["glove", "word2vec"] = "glove"
     count = 0
     with fh:
-        for lineno, line in enumerate(fh, start=1):
-            parts = line.rstrip("\n").rstrip(" ").split(" ")
-            if lineno == 1 and fmt != "glove" and len(parts) == 2 and all(p.isdigit() for p in parts):
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise VectorsError(f"{vectors_path}:{lineno}: not UTF-8 text ({exc})") from None
+            parsed = _parse_line(vectors_path, lineno, line, dim, fmt)
+            if parsed is None:
+                continue
+            if parsed == "header":
                 detected = "word2vec"
-                if int(parts[1]) != dim:
-                    raise VectorsError(
-                        f"{vectors_path}:1: word2vec header says dim {parts[1]}, but the config has "
-                        f"embedding.dim = {dim}; set embedding.dim = {parts[1]}"
-                    )
                 continue
-            if lineno == 1 and fmt == "word2vec":
-                raise VectorsError(f"{vectors_path}:1: expected a word2vec header 'count dim', got {line[:60]!r}")
-            if not parts or parts == [""]:
-                continue
-            if len(parts) != dim + 1:
-                raise VectorsError(
-                    f"{vectors_path}:{lineno}: expected a token and {dim} numbers (embedding.dim = {dim}), got "
-                    f"{len(parts) - 1} numbers; is this the right file, or should embedding.dim be {len(parts) - 1}?"
-                )
+            token, values = parsed
             count += 1
-            row = index.get(parts[0])
+            row = index.get(token)
             if row is None or found[row]:
                 continue  # not in the vocabulary, or a repeated token (the first occurrence wins)
             try:
-                matrix[row] = np.asarray(parts[1:], dtype=np.float32)
+                vec = np.asarray(values, dtype=np.float32)
             except ValueError:
                 raise VectorsError(f"{vectors_path}:{lineno}: a value is not a number: {line[:80]!r}") from None
+            if not np.isfinite(vec).all():
+                raise VectorsError(f"{vectors_path}:{lineno}: the vector of {token!r} has NaN/Inf values")
+            matrix[row] = vec
             found[row] = True
     is_pad = np.zeros(len(vocab), dtype=bool)
     if padding_idx is not None and padding_idx < len(vocab):

@@ -1,6 +1,6 @@
 """Parity results as data, and their renderings (terminal table, JSON, Markdown).
 
-The JSON schema is documented in ``docs/parity-report.md``; bump :data:`SCHEMA_VERSION` when a
+The JSON schema is documented in ``docs/parity.md``; bump :data:`SCHEMA_VERSION` when a
 field changes meaning (adding fields does not).
 """
 
@@ -112,7 +112,11 @@ class ParityReport:
         return sorted({n for c in self.failures for n, d in c.tensors.items() if not d.passed})
 
     def summary(self) -> str:
-        """One line: counts and the guilty tensors."""
+        """One line: counts and the guilty tensors (``PARTIAL`` first when interrupted)."""
+        prefix = "PARTIAL (interrupted) " if self.partial else ""
+        return prefix + self._summary()
+
+    def _summary(self) -> str:
         n, bad = len(self.cases), len(self.failures)
         lint_err = sum(f.severity == "error" for f in self.lint)
         if self.passed:
@@ -129,7 +133,7 @@ class ParityReport:
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON report (``docs/parity-report.md``)."""
+        """The JSON report (``docs/parity.md``)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "passed": self.passed,

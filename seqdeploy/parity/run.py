@@ -271,7 +271,7 @@ def _batch_independence(
 def _padding(v: _Verifier, name: str, runner: BaseRunner, batch: int, seq: int, feeds: Arrays, full: Arrays) -> None:
     spec = v.spec
     lengths = feeds["lengths"]
-    rows = [r for r in _rows(batch, max(v.opts.max_rows, 2)) if lengths[r] < seq] or [0]
+    rows = [r for r in _rows(batch, max(v.opts.max_rows, 2)) if lengths[r] < seq]
     detail = f"rows {rows}, lengths {[int(lengths[r]) for r in rows]}"
     with _guard(v, name, "padding", batch, seq, detail):
         ref: dict[str, list[np.ndarray]] = {}
@@ -385,6 +385,7 @@ def verify(
     names = list(dict.fromkeys([opts.reference, *opts.backends]))
     for n in names:
         get_backend(n)
+    _check_tolerance_names(b.specs["sequence"], {**opts.atol_per_tensor, **opts.rtol_per_tensor})
     if get_backend(opts.reference).precision != "fp32":
         raise UsageError(f"the reference must be an fp32 backend, not '{opts.reference}'")
     for vals, what in ((opts.batches, "batch"), (opts.seqs, "seq")):
@@ -418,10 +419,35 @@ def verify(
         )
     if lint:
         report.lint.extend(_lint_bundle(b, names))
+    if names == [opts.reference]:
+        report.warnings.append(
+            f"only the reference '{opts.reference}' was given: no backend is compared with it, only the "
+            "self-consistency modes ran; add e.g. --backends ort-cpu"
+        )
     v = _Verifier(b, opts, report, progress)
-    _run(v, b, names, report)
+    try:
+        _run(v, b, names, report)
+    except KeyboardInterrupt:
+        report.partial = True  # the caller writes what was checked so far, marked partial
     report.duration_s = time.perf_counter() - start
+    if not report.cases and not report.partial:
+        raise UsageError(
+            "nothing was compared: every requested mode was skipped ("
+            + "; ".join(f"{s.mode}: {s.reason}" for s in report.skipped)
+            + "); choose other --modes, --batch or --seq"
+        )
     return report
+
+
+def _check_tolerance_names(spec: IOSpec, per_tensor: Mapping[str, float]) -> None:
+    """A per-tensor tolerance for a tensor that does not exist is a typo that would silently do nothing."""
+    known = set(spec.output_names) | {n.split(".")[0] for n in spec.output_names}
+    unknown = sorted(set(per_tensor) - known)
+    if unknown:
+        raise UsageError(
+            f"per-tensor tolerance for unknown tensor(s) {unknown}; this model's outputs are "
+            f"{sorted(known)} (a base name like 'h_n' also covers 'h_n.0', 'h_n.1', ...)"
+        )
 
 
 def _lint_bundle(b: Bundle, names: Sequence[str]) -> list[LintFinding]:
@@ -444,6 +470,25 @@ def _lint_bundle(b: Bundle, names: Sequence[str]) -> list[LintFinding]:
             f for f in lint_onnx(model, spec, file=path.name) if not (label == "int8" and f.code == "no-recurrent-op")
         )
     return findings
+
+
+def _check_finite(v: _Verifier, reference: str, batch: int, seq: int, outputs: Arrays) -> None:
+    """A reference with NaN/Inf makes every comparison meaningless (NaN == NaN counts as equal): fail."""
+    bad = {n: int(np.size(a) - np.isfinite(a).sum()) for n, a in outputs.items() if not np.isfinite(a).all()}
+    if bad:
+        what = ", ".join(f"'{n}' has {k} non-finite value(s)" for n, k in bad.items())
+        v.report.cases.append(
+            CaseResult(
+                reference,
+                "full",
+                batch,
+                seq,
+                "self",
+                {},
+                "reference outputs",
+                error=f"the reference produced NaN/Inf: {what}; check the weights and inputs",
+            )
+        )
 
 
 def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> None:
@@ -481,6 +526,7 @@ def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> Non
         ref = runners[opts.reference]
         for batch, seq, feeds in cases:
             ref_out = ref.infer(feeds)  # a failing reference is not a parity result: let it raise
+            _check_finite(v, opts.reference, batch, seq, ref_out)
             fulls: dict[str, Arrays] = {opts.reference: ref_out}
             for n, runner in runners.items():
                 if n == opts.reference:
@@ -492,13 +538,20 @@ def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> Non
                 if "full" in want:
                     v.tick()
             if "chunked" in want and chunk_ok:
-                _chunked(v, runners, opts.reference, batch, seq, feeds)
+                if seq > 1:
+                    _chunked(v, runners, opts.reference, batch, seq, feeds)
+                else:
+                    report.skipped.append(Skip("chunked", f"batch={batch} seq=1: a single step has no chunks"))
+            padded = spec.has("lengths") and bool(np.any(feeds["lengths"] < seq))
+            if "padding" in want and spec.has("lengths") and not padded:
+                # Comparing a full-length row with itself could not fail: say so instead of "PASSED".
+                report.skipped.append(Skip("padding", f"batch={batch} seq={seq}: no row is shorter than seq"))
             for n, runner in runners.items():
                 if n not in fulls:
                     continue  # its full run already failed with an error
                 if "batch" in want and batch > 1:
                     _batch_independence(v, n, runner, batch, seq, feeds, fulls[n])
-                if "padding" in want and spec.has("lengths") and seq > 1:
+                if "padding" in want and padded:
                     _padding(v, n, runner, batch, seq, feeds, fulls[n])
                 if "identities" in want and m.head.task == "none":
                     _identities(v, n, batch, seq, feeds, fulls[n])

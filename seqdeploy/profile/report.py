@@ -1,7 +1,7 @@
 """Profile results as data, and their renderings (terminal table, JSON, Markdown, PNG plot).
 
 All latencies are floats in milliseconds; formatting happens only here. JSON schema:
-``docs/profile-report.md``.
+``docs/profile.md``.
 """
 
 from __future__ import annotations

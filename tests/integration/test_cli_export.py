@@ -69,20 +69,35 @@ def test_export_writes_a_proven_bundle(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
-def test_existing_dir_is_refused_without_force_and_replaced_with_it(tmp_path: Path) -> None:
+def test_existing_export_is_refused_without_force_and_replaced_with_it(tmp_path: Path) -> None:
     cfg = write_toml(tmp_path / "m.toml", TINY)
     out = tmp_path / "exp"
-    out.mkdir()
-    (out / "keep.txt").write_text("old")
+    assert run("export", str(cfg), "-o", str(out))[0] == 0
+    (out / "stale.txt").write_text("old")
     code, text = run("export", str(cfg), "-o", str(out))
     assert code == 2
     assert "already exists" in text and "--force" in text
-    assert (out / "keep.txt").read_text() == "old"
+    assert (out / "stale.txt").read_text() == "old"
     code, text = run("export", str(cfg), "-o", str(out), "--force")
     assert code == 0, text
-    assert not (out / "keep.txt").exists()
+    assert not (out / "stale.txt").exists()
     assert (out / "model.onnx").is_file()
     assert leftovers(tmp_path) == []
+
+
+def test_force_never_replaces_a_directory_that_is_not_an_export(tmp_path: Path) -> None:
+    cfg = write_toml(tmp_path / "m.toml", TINY)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "main.py").write_text("print('precious')")
+    code, text = run("export", str(cfg), "-o", str(project), "--force")
+    assert code == 2
+    assert "not a seqdeploy export" in text
+    assert (project / "main.py").read_text() == "print('precious')"
+    assert leftovers(tmp_path) == []
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run("export", str(cfg), "-o", str(empty), "--force")[0] == 0
 
 
 @pytest.mark.parametrize(

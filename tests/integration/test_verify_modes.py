@@ -143,9 +143,29 @@ def test_padding_fails_without_sequence_lens(export_tiny, copy_export):
 
 
 def test_padding_is_skipped_without_lengths(export_tiny):
-    report = run(export_tiny(), "padding")
+    report = run(export_tiny(), "full", "padding")
     assert "lengths" in skip_reason(report, "padding")
-    assert report.cases == []
+    assert {c.mode for c in report.cases} == {"full"}
+
+
+def test_a_run_where_every_mode_is_skipped_is_a_usage_error(export_tiny):
+    from seqdeploy.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"nothing was compared.*padding: the model has no 'lengths' input"):
+        run(export_tiny(), "padding")
+
+
+def test_padding_and_chunked_never_pass_by_comparing_a_run_with_itself(export_tiny):
+    # batch 1 has only a full-length row and seq 1 has a single chunk: both are skipped, not "PASSED".
+    report = verify(
+        export_tiny(export={"lengths": True}),
+        VerifyOptions(batches=(1,), seqs=(1, 4), modes=("full", "padding", "chunked")),
+    )
+    assert not [c for c in report.cases if c.mode in ("padding",)]
+    assert [c.seq for c in report.cases if c.mode == "chunked"] == [4, 4, 4]  # torch self, ort self, ort vs ref
+    reasons = [s.reason for s in report.skipped]
+    assert "batch=1 seq=4: no row is shorter than seq" in reasons
+    assert "batch=1 seq=1: a single step has no chunks" in reasons
 
 
 # -- identities ----------------------------------------------------------------------------------------
@@ -170,7 +190,7 @@ def test_identities_fail_when_output_is_offset(export_tiny, copy_export):
 
 
 def test_identities_are_skipped_for_heads(export_tiny):
-    report = run(export_tiny(head={"task": "tag", "num_classes": 3}), "identities")
+    report = run(export_tiny(head={"task": "tag", "num_classes": 3}), "full", "identities")
     assert "'tag' head" in skip_reason(report, "identities")
 
 
@@ -201,7 +221,7 @@ def test_step_mode_fails_when_only_the_step_graph_is_wrong(export_tiny, copy_exp
 
 
 def test_step_mode_is_skipped_without_a_step_graph(export_tiny):
-    report = run(export_tiny(), "step")
+    report = run(export_tiny(), "full", "step")
     assert "--step" in skip_reason(report, "step")
 
 
@@ -361,4 +381,5 @@ def test_markdown_and_json_reports(export_tiny, tmp_path):
         assert c["tensors"], c
         for t in c["tensors"].values():
             assert tensor_keys <= set(t), t
-    assert [s["mode"] for s in report["skipped"]] == ["step"]
+    assert "step" in {s["mode"] for s in report["skipped"]}
+    assert all(s["reason"] for s in report["skipped"])
