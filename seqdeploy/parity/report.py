@@ -61,10 +61,19 @@ class Skip:
     mode: str
     reason: str
     backend: str | None = None
+    batch: int | None = None
+    seq: int | None = None
+    """Set when the skip concerns one shape of the sweep only."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"mode": self.mode, "backend": self.backend, "reason": self.reason}
+        return {
+            "mode": self.mode,
+            "backend": self.backend,
+            "reason": self.reason,
+            "batch": self.batch,
+            "seq": self.seq,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +196,24 @@ def render_table(report: ParityReport, *, failures_only: bool = False) -> str:
         if c.error:
             lines.append(f"  FAILED | (backend error) | {c.error}")
         lines.extend(f"  {_tensor_line(n, d)}" for n, d in c.tensors.items())
-    for s in report.skipped:
-        who = f" {s.backend}" if s.backend else ""
-        lines.append(f"SKIPPED [{s.mode}]{who}: {s.reason}")
+    lines.extend(_skip_lines(report.skipped))
     lines.extend(f"WARNING: {w}" for w in report.warnings)
     lines.append(report.summary() + f" ({report.duration_s:.1f} s)")
     return "\n".join(lines)
+
+
+def _skip_lines(skips: list[Skip]) -> list[str]:
+    """One line per (mode, backend, reason), listing the shapes it applied to."""
+    groups: dict[tuple[str, str | None, str], list[str]] = {}
+    for s in skips:
+        shape = f"batch={s.batch} seq={s.seq}" if s.batch is not None else ""
+        groups.setdefault((s.mode, s.backend, s.reason), []).append(shape)
+    lines = []
+    for (mode, backend, reason), shapes in groups.items():
+        who = f" {backend}" if backend else ""
+        where = f" (at {', '.join(x for x in shapes if x)})" if any(shapes) else ""
+        lines.append(f"SKIPPED [{mode}]{who}: {reason}{where}")
+    return lines
 
 
 def render_markdown(report: ParityReport) -> str:
@@ -223,7 +244,7 @@ def render_markdown(report: ParityReport) -> str:
             )
     if report.skipped:
         out += ["", "## Skipped", ""]
-        out += [f"- **{s.mode}**{' (' + s.backend + ')' if s.backend else ''}: {s.reason}" for s in report.skipped]
+        out += [f"- {line.removeprefix('SKIPPED ')}" for line in _skip_lines(report.skipped)]
     if report.lint:
         out += ["", "## Lint", ""]
         out += [f"- {f.severity} `{f.code}` {f.file}: {f.message}" for f in report.lint]

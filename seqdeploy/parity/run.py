@@ -541,11 +541,11 @@ def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> Non
                 if seq > 1:
                     _chunked(v, runners, opts.reference, batch, seq, feeds)
                 else:
-                    report.skipped.append(Skip("chunked", f"batch={batch} seq=1: a single step has no chunks"))
+                    report.skipped.append(Skip("chunked", "a single step has no chunks", batch=batch, seq=seq))
             padded = spec.has("lengths") and bool(np.any(feeds["lengths"] < seq))
             if "padding" in want and spec.has("lengths") and not padded:
                 # Comparing a full-length row with itself could not fail: say so instead of "PASSED".
-                report.skipped.append(Skip("padding", f"batch={batch} seq={seq}: no row is shorter than seq"))
+                report.skipped.append(Skip("padding", "no row is shorter than seq", batch=batch, seq=seq))
             for n, runner in runners.items():
                 if n not in fulls:
                     continue  # its full run already failed with an error
