@@ -113,22 +113,16 @@ def streaming(threads: int, quick: bool) -> dict[str, object]:
     from seqdeploy.export.stage import export_model
     from seqdeploy.profile.run import ProfileOptions, profile
 
-    raw = {
-        "model": {"cell": "lstm", "input_size": 100, "hidden_size": 20, "num_layers": 4},
-        "export": {"step": True},
-        "shapes": {"batch": [1, 1, 8], "seq": [1, 32, 512]},
-    }
-    path = OUT / "streaming"
-    export_model(config_from_dict(raw), path, force=True)
-    raw_cells = {
-        "model": {"cell": "lstm_cell", "input_size": 100, "hidden_size": 20, "num_layers": 4},
-        "export": {"step": True},
-        "shapes": {"batch": [1, 1, 8], "seq": [1, 32, 512]},
-    }
-    path_cells = OUT / "streaming-cells"
-    export_model(config_from_dict(raw_cells), path_cells, force=True)
     out = {}
-    for label, p in (("lstm", path), ("lstm_cell", path_cells)):
+    # LSTM(100 -> 20, 4 layers) as nn.LSTM and as an LSTMCell stack, both with a step graph.
+    for label in ("lstm", "lstm_cell"):
+        raw = {
+            "model": {"cell": label, "input_size": 100, "hidden_size": 20, "num_layers": 4},
+            "export": {"step": True},
+            "shapes": {"batch": [1, 1, 8], "seq": [1, 32, 512]},
+        }
+        p = OUT / f"streaming-{label}"
+        export_model(config_from_dict(raw), p, force=True)
         rep = profile(
             p,
             ProfileOptions(
