@@ -141,9 +141,10 @@ class IOSpec:
 
     @property
     def state_outputs(self) -> tuple[str, ...]:
-        """Names of the state outputs (``h_n``, ``c_n``, ``h_n.0``, ...)."""
-        outs = {p.output for p in self.state}
-        return tuple(n for n in self.output_names if n in outs or n.split(".")[0] in ("h_n", "c_n"))
+        """Names of the state outputs (``h_n``, ``c_n``, ``h_n.0``, ...), also when states are not inputs
+        (``initial_state = false``, where :attr:`state` is empty).
+        """
+        return tuple(n for n in self.output_names if n.split(".")[0] in ("h_n", "c_n"))
 
     def tensor(self, name: str) -> TensorSpec:
         """The input or output called ``name``."""
