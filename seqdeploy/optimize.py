@@ -99,10 +99,7 @@ def quantize_int8(bundle_dir: str | Path) -> Int8Result:
         report = verify(dataclasses.replace(bundle, manifest=candidate), opts)
         if not report.passed:
             raise ParityError(f"int8 variant failed its tolerance (nothing was recorded): {report.summary()}", report)
-        entry["max_abs_vs_fp32"] = {
-            n: max((c.tensors[n].max_abs for c in report.cases if c.mode == "full" and n in c.tensors), default=0.0)
-            for n in bundle.specs["sequence"].output_names
-        }
+        entry["max_abs_vs_fp32"] = report.max_abs_by_tensor(bundle.specs["sequence"].output_names, mode="full")
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ field changes meaning (adding fields does not).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +116,13 @@ class ParityReport:
     def failures(self) -> list[CaseResult]:
         """The failing cases."""
         return [c for c in self.cases if not c.passed]
+
+    def max_abs_by_tensor(self, names: Sequence[str], *, mode: str | None = None) -> dict[str, float]:
+        """The largest ``max_abs`` of each tensor over the comparisons against the reference (optionally
+        of one mode only); 0.0 for a tensor never compared.
+        """
+        cases = [c for c in self.cases if c.against == "reference" and (mode is None or c.mode == mode)]
+        return {n: max((c.tensors[n].max_abs for c in cases if n in c.tensors), default=0.0) for n in names}
 
     def failing_tensors(self) -> list[str]:
         """Names of tensors that failed anywhere (sorted, unique)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from seqdeploy.backends import BaseRunner, get_backend, make_runner
 from seqdeploy.errors import UsageError
 from seqdeploy.feeds import carry_state, make_feeds
 from seqdeploy.manifest import Bundle, library_versions
-from seqdeploy.profile.flops import recurrent_flops
+from seqdeploy.profile.flops import recurrent_flops, recurrent_flops_per_token
 from seqdeploy.profile.report import ProfileCase, ProfileReport
 from seqdeploy.profile.sgemm import library_of, sgemm_gflops
 from seqdeploy.profile.timing import LatencyStats
@@ -91,9 +92,7 @@ def machine_info(threads: int | None) -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     gpu = None
-    import sys
-
-    if "torch" in sys.modules:
+    if "torch" in sys.modules:  # only ask torch about GPUs if a torch backend already imported it
         import torch
 
         if torch.cuda.is_available():
@@ -136,7 +135,6 @@ def _time_calls(
     host: list[float] = []
     device: list[float] = []
     deadline = time.monotonic() + seconds
-    target = iters
     while True:
         t0 = time.perf_counter()
         runner.infer(feeds, check=False)
@@ -144,8 +142,8 @@ def _time_calls(
         if runner.last_device_ms is not None:
             device.append(runner.last_device_ms)
         n = len(host)
-        if target is not None:
-            if n >= target:
+        if iters is not None:
+            if n >= iters:
                 break
         elif (n >= 2 and time.monotonic() >= deadline) or n >= max_iters:
             break
@@ -159,7 +157,7 @@ def _time_streaming(
 
     Only the ``infer`` call is timed; building the next feeds from the carried state is not.
     """
-    step_feeds = {**feeds, **{p.input: feeds[p.input] for p in spec.state}}
+    step_feeds = dict(feeds)  # the initial states are among the feeds; later calls get the carried ones
     runner.infer(step_feeds)
     samples: list[float] = []
     for i in range(warmup + steps):
@@ -246,7 +244,7 @@ def profile(
             "hidden": list(cfg.model.layer_sizes),
             "bidirectional": cfg.model.bidirectional,
             "head": cfg.model.head.task,
-            "flops_per_token": recurrent_flops(cfg.model, 1, 1),
+            "flops_per_token": recurrent_flops_per_token(cfg.model),
         },
     )
     stream_ok = opts.streaming and bool(spec.state) and not cfg.model.bidirectional
