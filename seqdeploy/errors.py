@@ -8,13 +8,17 @@ deliberately *outside* the user-facing tree so that it is never mistaken for bad
     ├── SeqdeployError                 exit 1 unless stated
     │   ├── ConfigError(ValueError)    exit 2  bad TOML, unknown key, wrong type, impossible value
     │   ├── UsageError(ValueError)     exit 2  bad CLI value, refused overwrite, bad --inputs file
+    │   │   ├── IntegrityError         exit 2  a bundle/package file is missing, unlisted, outside it, or
+    │   │   │                                  differs from its manifest's sha256 (names the file)
+    │   │   └── ResourceLimitError     exit 2  the estimated memory of a model or sweep exceeds the limit
     │   ├── InputError(ValueError)     exit 2  feeds that do not match the IOSpec (names, dtype, shape,
     │   │                                      ids outside the vocabulary, lengths outside [1, seq])
     │   ├── CheckpointError(ValueError) exit 2  state_dict that does not fit the model
     │   ├── VectorsError(ValueError)   exit 2  malformed GloVe/word2vec/vocab file
     │   ├── ExportError                exit 1  the exported graph failed its own checks
     │   ├── ParityError                exit 1  a backend disagreed with the reference (carries the report)
-    │   └── BackendUnavailable         exit 3  a requested backend cannot run here (names the extra)
+    │   ├── BackendUnavailable         exit 3  a requested backend cannot run here (names the extra)
+    │   └── Interrupted                exit 130 SIGINT/SIGTERM: nothing was recorded or renamed into place
     └── InternalError                  exit 70 a seqdeploy bug; please report it
 """
 
@@ -28,8 +32,11 @@ __all__ = [
     "ConfigError",
     "ExportError",
     "InputError",
+    "IntegrityError",
     "InternalError",
+    "Interrupted",
     "ParityError",
+    "ResourceLimitError",
     "SeqdeployError",
     "UsageError",
     "VectorsError",
@@ -52,6 +59,18 @@ class UsageError(SeqdeployError, ValueError):
     """A command-line argument is invalid or an operation was refused."""
 
     exit_code = 2
+
+
+class IntegrityError(UsageError):
+    """A file of a bundle or package is missing, not listed in its manifest, outside the directory, or
+    differs from the manifest's sha256. The message names the file.
+    """
+
+
+class ResourceLimitError(UsageError):
+    """The estimated memory of a model or a sweep exceeds the limit; the message gives both figures and
+    the option that raises the limit.
+    """
 
 
 class InputError(SeqdeployError, ValueError):
@@ -92,6 +111,14 @@ class BackendUnavailable(SeqdeployError):
     """A requested backend cannot run on this machine; the message names what to install."""
 
     exit_code = 3
+
+
+class Interrupted(SeqdeployError):
+    """The run was interrupted (SIGINT or SIGTERM). Commands that write artifacts record nothing and rename
+    nothing into place; the exit status is 130 for both signals.
+    """
+
+    exit_code = 130
 
 
 class InternalError(Exception):

@@ -125,6 +125,19 @@ class Bundle:
         return variants.get(name)
 
     @property
+    def bidirectional(self) -> bool:
+        """Whether the model has a backward direction (its outputs depend on the whole sequence)."""
+        return self.config.model.bidirectional
+
+    @property
+    def streamable(self) -> bool:
+        """Whether a sequence can be fed in pieces with the state carried between calls: a unidirectional
+        model whose sequence graph takes its states as inputs. Chunked verify, streaming profiles and
+        stream packages all ask this one question.
+        """
+        return not self.bidirectional and bool(self.specs["sequence"].state)
+
+    @property
     def weights_path(self) -> Path:
         """The exported state_dict (``model.pt``)."""
         return self.path / str(self.manifest["weights"])

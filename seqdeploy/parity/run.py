@@ -495,11 +495,11 @@ def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> Non
     spec, cfg, opts = v.spec, b.config, v.opts
     m = cfg.model
     want = set(opts.modes)
-    chunk_ok = not m.bidirectional and bool(spec.state)
+    chunk_ok = b.streamable
     if "chunked" in want and not chunk_ok:
         why = (
             "the backward direction of a bidirectional model needs the whole sequence"
-            if m.bidirectional
+            if b.bidirectional
             else "the graph has no state inputs (export.initial_state = false)"
         )
         report.skipped.append(Skip("chunked", why))

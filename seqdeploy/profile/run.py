@@ -247,11 +247,11 @@ def profile(
             "flops_per_token": recurrent_flops_per_token(cfg.model),
         },
     )
-    stream_ok = opts.streaming and bool(spec.state) and not cfg.model.bidirectional
+    stream_ok = opts.streaming and b.streamable
     if opts.streaming and not stream_ok:
         why = (
             "a bidirectional model cannot be fed one token at a time"
-            if cfg.model.bidirectional
+            if b.bidirectional
             else "the graph has no state inputs (export.initial_state = false)"
         )
         report.skipped.append({"mode": "streaming", "backend": None, "reason": why})
