@@ -15,7 +15,6 @@ import contextlib
 import copy
 import dataclasses
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqdeploy._atomic import bundle_transaction, fault_point
 from seqdeploy._lazy import require
-from seqdeploy.errors import ParityError
-from seqdeploy.manifest import MANIFEST, Bundle, file_entry, write_json
+from seqdeploy.errors import Interrupted, ParityError
+from seqdeploy.manifest import Bundle
 from seqdeploy.parity.report import ParityReport
 from seqdeploy.parity.run import VerifyOptions, verify
 
@@ -57,24 +57,32 @@ def _quiet_quantizer() -> Iterator[None]:
         root.setLevel(level)
 
 
-def quantize_int8(bundle_dir: str | Path) -> Int8Result:
+def quantize_int8(
+    bundle_dir: str | Path, *, allow_modified: bool = False, max_memory_gb: float | None = None
+) -> Int8Result:
     """Write ``model.int8.onnx`` next to ``model.onnx``, prove it, and record it in the manifest.
 
+    The candidate is written and verified inside a :func:`~seqdeploy._atomic.bundle_transaction`: the
+    file and the manifest entry appear together, only after the proof passed; an interruption or a
+    failure leaves the bundle exactly as it was (an earlier good variant included).
+
     Raises:
-        UsageError: ``bundle_dir`` is not an export directory.
+        UsageError: ``bundle_dir`` is not an export directory (IntegrityError: it was modified).
         BackendUnavailable: onnxruntime (and its quantization tools) are not installed.
         ParityError: The int8 variant exceeds its documented tolerance vs the fp32 reference.
+        Interrupted: Ctrl-C or SIGTERM before the variant was proven (nothing recorded).
     """
     start = time.perf_counter()
-    bundle = Bundle.load(bundle_dir)
     quant = require("onnxruntime.quantization", extra="cpu", purpose="int8 quantization")
     onnx = require("onnx", extra="cpu")
-    src = bundle.graph_path("sequence")
-    dst = bundle.path / INT8_FILE
-    tmp = bundle.path / f".{INT8_FILE}.tmp"
-    try:
+    with bundle_transaction(bundle_dir) as tx:
+        # Loaded under the writer lock: no other writer can change the bundle until this one commits.
+        bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
+        src = bundle.graph_path("sequence")
+        tmp = tx.stage(INT8_FILE)
         with _quiet_quantizer():
             quant.quantize_dynamic(str(src), str(tmp), weight_type=quant.QuantType.QInt8)
+        fault_point("optimize:int8-written")
         ops = Counter(n.op_type for n in onnx.load(str(tmp), load_external_data=False).graph.node)
         entry: dict[str, Any] = {
             "file": INT8_FILE,
@@ -84,27 +92,25 @@ def quantize_int8(bundle_dir: str | Path) -> Int8Result:
             "quantized_ops": {k: v for k, v in sorted(ops.items()) if "Quantize" in k or "Integer" in k},
             "fp32_recurrent_ops": {k: ops[k] for k in ("LSTM", "GRU", "RNN") if ops.get(k)},
         }
-        # Prove the candidate while it is still the temp file: verify runs on an in-memory bundle whose
+        # Prove the candidate while it is still the staged file: verify runs on an in-memory bundle whose
         # int8 variant points at it. Neither the manifest nor model.int8.onnx changes unless it passes.
         candidate = copy.deepcopy(bundle.manifest)
         candidate.setdefault("variants", {})["int8"] = {**entry, "file": tmp.name}
-        candidate.get("files", {}).pop(INT8_FILE, None)
         cfg = bundle.config
         opts = VerifyOptions(
             backends=("torch", "ort-cpu-int8"),
             batches=(1, 3),
             seqs=(1, 7, max(cfg.shapes.seq[1], 16)),
             modes=("full", "chunked", "batch", "padding"),
+            max_memory_gb=max_memory_gb,
         )
-        report = verify(dataclasses.replace(bundle, manifest=candidate), opts)
+        report = verify(dataclasses.replace(bundle, manifest=candidate, identity=()), opts)
+        if report.partial:
+            raise Interrupted("optimize --int8 interrupted while proving the variant; nothing was recorded")
         if not report.passed:
             raise ParityError(f"int8 variant failed its tolerance (nothing was recorded): {report.summary()}", report)
         entry["max_abs_vs_fp32"] = report.max_abs_by_tensor(bundle.specs["sequence"].output_names, mode="full")
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-    manifest = copy.deepcopy(bundle.manifest)
-    manifest.setdefault("variants", {})["int8"] = entry
-    manifest.setdefault("files", {})[INT8_FILE] = file_entry(dst)
-    write_json(bundle.path / MANIFEST, manifest)
-    return Int8Result(dst, entry, report, time.perf_counter() - start)
+        manifest = copy.deepcopy(bundle.manifest)
+        manifest.setdefault("variants", {})["int8"] = entry
+        tx.commit(manifest)
+    return Int8Result(bundle.path / INT8_FILE, entry, report, time.perf_counter() - start)
