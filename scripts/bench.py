@@ -236,7 +236,19 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    ap.add_argument(
+        "--only", choices=("all", "core", "package"), default="all", help="core figures, package/runtime, or both"
+    )
     args = ap.parse_args()
+    if args.only != "package":
+        core(args)
+    if args.only != "core":
+        import bench_package  # scripts/bench_package.py: package times and runtime targets, its own doc section
+
+        bench_package.main(args.threads, args.quick, write_doc=not args.no_doc)
+
+
+def core(args: argparse.Namespace) -> None:
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
     cli = cli_figures(2 if args.quick else 5)
