@@ -529,6 +529,7 @@ def write_package(
             # Under the bundle's read lock, and only if it is still the bundle whose hashes were checked:
             # the graphs are read and the reference loaded from exactly what Bundle.load verified.
             with bundle.snapshot():
+                source_manifest_sha = sha256(bundle.path / MANIFEST)
                 graphs, stream_reason = _build_graphs(bundle, name, variants)
                 for g in graphs:
                     _check_onnx(g)
@@ -574,7 +575,7 @@ def write_package(
             "source": {
                 "bundle": str(bundle.path.resolve()),
                 "manifest_sha256": bundle.manifest.get(DIGEST_FIELD),
-                "manifest_file_sha256": sha256(bundle.path / MANIFEST),
+                "manifest_file_sha256": source_manifest_sha,
                 "graph": bundle.manifest["graphs"]["sequence"]["file"],
             },
             "model": _model_info(bundle),

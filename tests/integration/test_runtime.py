@@ -327,6 +327,14 @@ def test_cli_predict(pkg: Callable[[str], Path]) -> None:
     assert r.exit_code == 2 and "no vocabulary" in r.output
 
 
+def test_cli_predict_refuses_a_tampered_package(pkg: Callable[[str], Path], tmp_path: Path) -> None:
+    out = copy_package(pkg("gru_tagger"), tmp_path)
+    graph = out / "gru_tagger" / "1" / "model.onnx"
+    graph.write_bytes(graph.read_bytes()[:-1])
+    r = CliRunner().invoke(cli, ["predict", str(out), "--ids", "1,2"])
+    assert r.exit_code == 2 and "'gru_tagger/1/model.onnx' was modified" in r.output
+
+
 def test_cli_predict_npz(pkg: Callable[[str], Path], tmp_path: Path) -> None:
     out = pkg("cells")
     x = np.random.default_rng(1).standard_normal((2, 5, 5)).astype(np.float32)
