@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "verify": ("seqdeploy.cli.verify", "verify_cmd", "Check every backend against the reference, states included."),
     "profile": ("seqdeploy.cli.profile", "profile_cmd", "Measure latency per backend over a batch x seq grid."),
     "optimize": ("seqdeploy.cli.optimize", "optimize_cmd", "Write an optimized variant (dynamic int8) of an export."),
+    "lint": ("seqdeploy.cli.lint", "lint_cmd", "Check ONNX graphs against ONNX Runtime / TensorRT parser rules."),
     "backends": ("seqdeploy.cli.backends", "backends_cmd", "List the backends and whether they can run here."),
 }
 
