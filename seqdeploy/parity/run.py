@@ -32,6 +32,7 @@ from seqdeploy.budget import check_sweep_budget
 from seqdeploy.errors import InputError, UsageError
 from seqdeploy.feeds import carry_state, check_feeds, make_feeds, select_rows, slice_seq
 from seqdeploy.manifest import Bundle
+from seqdeploy.npz import read_npz
 from seqdeploy.parity.compare import DEFAULT_TOLERANCES, Tolerance, Tolerances, compare_tensor
 from seqdeploy.parity.report import CaseResult, LintFinding, ParityReport, Skip
 from seqdeploy.spec import BATCH, SEQ, IOSpec
@@ -91,34 +92,37 @@ def default_sweep(shapes: tuple[tuple[int, int, int], tuple[int, int, int]]) -> 
 
 def load_inputs(path: Path, spec: IOSpec) -> Arrays:
     """Feeds from an ``.npz`` keyed by input names (never unpickled). Integer inputs are widened to
-    int64 and float64 narrowed to float32 when lossless; everything is then checked against ``spec``.
+    int64 (refusing values that do not fit) and float64/float16 narrowed or widened to float32 when
+    lossless; everything is then checked against ``spec``.
 
     Raises:
-        UsageError: The file cannot be read.
+        UsageError: The file cannot be read, or is not an ``.npz`` (the message says what it is).
         InputError: The arrays do not fit the model (names, dtypes, shapes, ids, lengths).
     """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            raw = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise UsageError(f"{path}: inputs file not found") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a readable .npz of arrays ({exc})") from None
     feeds: Arrays = {}
-    for name, value in raw.items():
-        want = spec.tensor(name).dtype if spec.has(name) else None
-        if want == "int64" and np.issubdtype(value.dtype, np.integer):
-            feeds[name] = value.astype(np.int64)
-        elif (
-            want == "float32"
-            and value.dtype == np.float64
-            and np.array_equal(value.astype(np.float32).astype(np.float64), value, equal_nan=True)
-        ):
-            feeds[name] = value.astype(np.float32)
-        else:
-            feeds[name] = value
+    for name, value in read_npz(path, what="inputs").items():
+        feeds[name] = _to_spec_dtype(name, value, spec.tensor(name).dtype if spec.has(name) else None)
     check_feeds(spec, feeds)
     return feeds
+
+
+def _to_spec_dtype(name: str, value: np.ndarray, want: str | None) -> np.ndarray:
+    """``value`` in the spec's dtype when the conversion loses nothing; otherwise unchanged (and then
+    :func:`check_feeds` reports the dtype) or an :class:`InputError` for integers that do not fit.
+    """
+    if want == "int64" and np.issubdtype(value.dtype, np.integer):
+        if value.size and value.dtype.kind == "u" and int(value.max()) > np.iinfo(np.int64).max:
+            bad = int(value.max())
+            raise InputError(
+                f"input '{name}': value {bad} does not fit int64 (the file holds {value.dtype}); token ids and "
+                "lengths must be int64 values inside the model's range"
+            )
+        return value.astype(np.int64)
+    if want == "float32" and value.dtype in (np.float64, np.float16):
+        narrowed = value.astype(np.float32)
+        if value.dtype == np.float16 or np.array_equal(narrowed.astype(np.float64), value, equal_nan=True):
+            return narrowed
+    return value
 
 
 class _Verifier:
