@@ -7,11 +7,15 @@ documented in ``docs/manifest.md``; ``schema_version`` changes only when a field
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import platform
+import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -19,10 +23,25 @@ from typing import Any
 
 from seqdeploy.config import PipelineConfig
 from seqdeploy.config_io import config_from_dict
-from seqdeploy.errors import ConfigError, UsageError
+from seqdeploy.errors import ConfigError, IntegrityError, UsageError
 from seqdeploy.spec import IOSpec
 
-__all__ = ["MANIFEST", "SCHEMA_VERSION", "Bundle", "file_entry", "library_versions", "sha256", "write_json"]
+__all__ = [
+    "DIGEST_FIELD",
+    "MANIFEST",
+    "SCHEMA_VERSION",
+    "Bundle",
+    "BundleChanged",
+    "file_entry",
+    "inside",
+    "library_versions",
+    "manifest_digest",
+    "referenced_files",
+    "sha256",
+    "validate_manifest",
+    "write_json",
+    "write_manifest",
+]
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
@@ -56,8 +75,221 @@ def library_versions(*names: str) -> dict[str, str | None]:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename): a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+DIGEST_FIELD = "manifest_sha256"
+"""The manifest's own checksum: sha256 of its canonical JSON without this field. A hand edit (a flipped
+``batch_first``, a widened ``value_range``, a deleted ``files`` table) no longer matches it."""
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys, no spaces) of ``manifest`` without :data:`DIGEST_FIELD`."""
+    body = {k: v for k, v in manifest.items() if k != DIGEST_FIELD}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Stamp ``manifest`` with its digest and write it atomically to ``path`` (a bundle's manifest.json)."""
+    manifest[DIGEST_FIELD] = manifest_digest(manifest)
+    write_json(path, manifest)
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_DTYPES = ("float32", "float16", "int64", "int32")
+
+
+class _Schema:
+    """Collects every problem of a manifest (path-named), so one error lists them all."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def need(self, data: Any, key: str, kind: type | tuple[type, ...], where: str, *, optional: bool = False) -> Any:
+        if not isinstance(data, dict) or key not in data:
+            if not optional:
+                self.problems.append(f"{where}.{key}: missing")
+            return None
+        value = data[key]
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            self.problems.append(f"{where}.{key}: expected {_kind_name(kind)}, got {value!r}")
+            return None
+        if not isinstance(value, kind):
+            self.problems.append(f"{where}.{key}: expected {_kind_name(kind)}, got {type(value).__name__}")
+            return None
+        return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _check_tensor(sc: _Schema, t: Any, where: str) -> None:
+    if not isinstance(t, dict):
+        sc.problems.append(f"{where}: expected an object, got {type(t).__name__}")
+        return
+    name = sc.need(t, "name", str, where)
+    if name is not None and not name:
+        sc.problems.append(f"{where}.name: empty")
+    dtype = sc.need(t, "dtype", str, where)
+    if dtype is not None and dtype not in _DTYPES:
+        sc.problems.append(f"{where}.dtype: expected one of {', '.join(_DTYPES)}, got {dtype!r}")
+    dims = sc.need(t, "dims", list, where)
+    for i, d in enumerate(dims or []):
+        if isinstance(d, bool) or not (
+            (isinstance(d, int) and d >= 1) or (isinstance(d, str) and re.fullmatch(r"[A-Za-z_][\w.]*", d))
+        ):
+            sc.problems.append(f"{where}.dims[{i}]: expected an int >= 1 or an axis name, got {d!r}")
+    vr = sc.need(t, "value_range", list, where, optional=True)
+    if vr is not None:
+        ok = (
+            len(vr) == 2
+            and isinstance(vr[0], int)
+            and not isinstance(vr[0], bool)
+            and ((isinstance(vr[1], int) and not isinstance(vr[1], bool) and vr[1] >= vr[0]) or isinstance(vr[1], str))
+        )
+        if not ok:
+            sc.problems.append(f"{where}.value_range: expected [low, high] with low <= high, got {vr!r}")
+
+
+def _check_spec(sc: _Schema, spec: Any, where: str) -> None:
+    if not isinstance(spec, dict):
+        sc.problems.append(f"{where}: expected an object")
+        return
+    kind = sc.need(spec, "kind", str, where, optional=True)
+    if kind is not None and kind not in ("sequence", "step"):
+        sc.problems.append(f"{where}.kind: expected 'sequence' or 'step', got {kind!r}")
+    names: list[str] = []
+    for side in ("inputs", "outputs"):
+        tensors = sc.need(spec, side, list, where)
+        if tensors is not None and not tensors:
+            sc.problems.append(f"{where}.{side}: empty")
+        for i, t in enumerate(tensors or []):
+            _check_tensor(sc, t, f"{where}.{side}[{i}]")
+            if isinstance(t, dict) and isinstance(t.get("name"), str):
+                names.append(t["name"])
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        sc.problems.append(f"{where}: duplicate tensor names {dupes}")
+    by_name: dict[str, Any] = {}
+    for side in ("inputs", "outputs"):
+        tensors = spec.get(side)
+        for t in tensors if isinstance(tensors, list) else []:
+            if isinstance(t, dict) and isinstance(t.get("name"), str):
+                by_name[t["name"]] = t
+    for i, pair in enumerate(sc.need(spec, "state", list, where, optional=True) or []):
+        w = f"{where}.state[{i}]"
+        if not isinstance(pair, dict):
+            sc.problems.append(f"{w}: expected an object")
+            continue
+        src, dst = sc.need(pair, "input", str, w), sc.need(pair, "output", str, w)
+        if src is not None and dst is not None:
+            if src not in by_name or dst not in by_name:
+                sc.problems.append(f"{w}: '{src}' -> '{dst}' names a tensor the graph does not have")
+            elif by_name[src].get("dims") != by_name[dst].get("dims"):
+                sc.problems.append(f"{w}: '{src}' and '{dst}' have different dims")
+
+
+def validate_manifest(manifest: Any) -> list[str]:
+    """Every schema problem of a bundle manifest (``docs/manifest.md``), as ``field: what is wrong``."""
+    sc = _Schema()
+    if not isinstance(manifest, dict):
+        return [f"expected a JSON object, got {type(manifest).__name__}"]
+    where = "manifest"
+    sc.need(manifest, "config", dict, where)
+    graphs = sc.need(manifest, "graphs", dict, where)
+    if graphs is not None and "sequence" not in graphs:
+        sc.problems.append(f"{where}.graphs: has no 'sequence' graph (graphs: {sorted(graphs)})")
+    for name, g in (graphs or {}).items():
+        w = f"{where}.graphs.{name}"
+        if not isinstance(g, dict):
+            sc.problems.append(f"{w}: expected an object")
+            continue
+        sc.need(g, "file", str, w)
+        _check_spec(sc, sc.need(g, "spec", dict, w), f"{w}.spec")
+    sc.need(manifest, "weights", str, where)
+    files = sc.need(manifest, "files", dict, where)
+    for name, entry in (files or {}).items():
+        w = f"{where}.files[{name!r}]"
+        digest = sc.need(entry, "sha256", str, w)
+        if digest is not None and not _HEX64.match(digest):
+            sc.problems.append(f"{w}.sha256: expected 64 lowercase hex digits")
+        size = sc.need(entry, "bytes", int, w)
+        if size is not None and size < 0:
+            sc.problems.append(f"{w}.bytes: expected >= 0")
+    for name, v in (sc.need(manifest, "variants", dict, where, optional=True) or {}).items():
+        sc.need(v, "file", str, f"{where}.variants.{name}")
+    sc.need(manifest, "self_check", dict, where, optional=True)
+    return sc.problems
+
+
+def referenced_files(manifest: dict[str, Any]) -> list[str]:
+    """Every file the manifest points at (graphs, weights, variants, external data, engines, kits).
+
+    Rule: the value of any key named ``file`` (a string) or ``files``/``external_data`` (a list of
+    strings) under ``graphs``, ``variants``, ``engines`` and ``trt``, plus ``weights``. Writers that add a
+    kind of artifact follow this rule, so the integrity check covers it without knowing it.
+    """
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "file" and isinstance(v, str):
+                    out.append(v)
+                elif k in ("external_data", "files") and isinstance(v, list):
+                    out.extend(x for x in v if isinstance(x, str))
+                elif k != "spec":
+                    walk(v)
+        elif isinstance(node, list):
+            for x in node:
+                walk(x)
+
+    for section in ("graphs", "variants", "engines", "trt"):
+        walk(manifest.get(section))
+    if isinstance(manifest.get("weights"), str):
+        out.append(manifest["weights"])
+    return list(dict.fromkeys(out))
+
+
+def inside(root: Path, rel: str) -> Path | None:
+    """``root/rel`` if ``rel`` is a plain relative path that stays inside ``root`` (symlinks resolved)."""
+    pure = Path(rel)
+    if not rel or pure.is_absolute() or ".." in pure.parts or "\\" in rel:
+        return None
+    full = root / pure
+    try:
+        if not full.resolve().is_relative_to(root.resolve()):
+            return None
+    except (OSError, RuntimeError):
+        return None
+    return full
+
+
+class BundleChanged(IntegrityError):
+    """The bundle was swapped or updated between loading it and reading its files: load it again."""
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    d = os.stat(path)
+    m = os.stat(path / MANIFEST)
+    return (d.st_dev, d.st_ino, m.st_ino, m.st_mtime_ns, m.st_size)
+
+
+def _is_staging(path: Path) -> bool:
+    from seqdeploy._atomic import STAGING_MARKER, is_staging_name
+
+    return (path / STAGING_MARKER).exists() or is_staging_name(path.name)
 
 
 @dataclass(frozen=True)
@@ -69,31 +301,108 @@ class Bundle:
         manifest: The parsed ``manifest.json``.
         config: The config the model was built from.
         specs: IOSpec per graph (``"sequence"``, and ``"step"`` when exported with ``--step``).
+        modified: Integrity problems accepted with ``allow_modified=True`` (``file: why``); empty otherwise.
     """
 
     path: Path
     manifest: dict[str, Any]
     config: PipelineConfig
     specs: dict[str, IOSpec]
+    modified: tuple[str, ...] = ()
+    identity: tuple[int, ...] = ()
+    """(device, inode of the directory, inode/mtime/size of the manifest) when loaded from disk."""
 
     @classmethod
-    def load(cls, path: str | Path) -> Bundle:
-        """Read ``DIR/manifest.json``.
+    def load(cls, path: str | Path, *, allow_modified: bool = False) -> Bundle:
+        """Read and check ``DIR/manifest.json`` and every file it lists.
+
+        Checks: the manifest's schema and its own digest; every referenced file (graphs, weights,
+        variants, external data, engines…) is listed in ``files`` and stays inside the directory; every
+        listed file exists and matches its sha256; the specs agree with the config. Runs under the
+        bundle's shared read lock, so a concurrent ``--force`` or commit is seen before or after, never
+        in between.
+
+        Args:
+            path: The export directory.
+            allow_modified: Accept files that differ from the manifest (recorded in :attr:`modified`);
+                schema problems and paths outside the bundle are still refused.
 
         Raises:
-            UsageError: ``path`` is not an export directory or its manifest is unreadable.
+            UsageError: ``path`` is not an export directory (or is a staging directory), or its manifest
+                is unreadable or malformed.
+            IntegrityError: A file is missing, unlisted, outside the bundle or differs from its sha256, or
+                the manifest was edited by hand; the message names the file.
         """
+        from seqdeploy._atomic import reading
+
         path = Path(path)
+        if path.is_dir() and _is_staging(path):
+            raise UsageError(
+                f"{path}: is an unfinished staging directory of an interrupted seqdeploy run, not an export; "
+                "it is removed by the next run that writes the same target. Re-export"
+            )
         mpath = path / MANIFEST
         if not mpath.is_file():
             raise UsageError(
                 f"{path}: not a seqdeploy export directory (no {MANIFEST}); create one with "
                 f"'seqdeploy export CONFIG -o {path}'"
             )
+        with reading(path):
+            return cls._load_locked(path, mpath, allow_modified=allow_modified)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Hold the bundle's shared read lock while runners load its files, checking it is still the
+        bundle that was loaded: a ``--force`` swap or a commit in between raises :class:`BundleChanged`
+        (before any work), and the caller loads it again — a reader never mixes two bundles.
+        """
+        from seqdeploy._atomic import reading
+
+        if not self.identity:  # an in-memory bundle (an export checking itself): nothing can swap it
+            yield
+            return
+        with reading(self.path):
+            if _identity(self.path) != self.identity:
+                raise BundleChanged(
+                    f"{self.path}: was replaced or updated by another process while this command was starting; "
+                    "run it again"
+                )
+            yield
+
+    @classmethod
+    def from_manifest(cls, path: Path, manifest: dict[str, Any]) -> Bundle:
+        """A bundle from a manifest held in memory (an export checking itself before it is committed).
+
+        The schema is validated; file integrity is not (the caller has just written the files).
+        """
+        return cls._from_dict(path, path / MANIFEST, manifest)
+
+    @classmethod
+    def _load_locked(cls, path: Path, mpath: Path, *, allow_modified: bool) -> Bundle:
         try:
+            identity = _identity(path)
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UsageError(f"{mpath}: unreadable manifest: {exc}") from None
+        bundle = dataclasses.replace(cls._from_dict(path, mpath, manifest), identity=identity)
+        issues = bundle.integrity_problems()
+        if issues:
+            outside = [i for i in issues if "outside the bundle" in i]
+            if outside or not allow_modified:
+                raise IntegrityError(
+                    f"{path}: does not match its manifest:\n  "
+                    + "\n  ".join(issues)
+                    + (
+                        "\nRe-export it, or pass --allow-modified to use the files as they are now"
+                        if not outside
+                        else "\nA bundle never reads files outside its own directory"
+                    )
+                )
+            bundle = dataclasses.replace(bundle, modified=tuple(issues))
+        return bundle
+
+    @classmethod
+    def _from_dict(cls, path: Path, mpath: Path, manifest: Any) -> Bundle:
         if not isinstance(manifest, dict):
             raise UsageError(f"{mpath}: malformed manifest (expected a JSON object, got {type(manifest).__name__})")
         version = manifest.get("schema_version")
@@ -102,26 +411,83 @@ class Bundle:
                 f"{mpath}: schema_version {version!r} is not supported by this seqdeploy "
                 f"(expects {SCHEMA_VERSION}); re-export with this version"
             )
+        problems = validate_manifest(manifest)
+        if problems:
+            raise UsageError(
+                f"{mpath}: malformed manifest ({len(problems)} problem(s)):\n  "
+                + "\n  ".join(problems[:20])
+                + "\nRe-export the bundle; manifests are written by seqdeploy, not by hand"
+            )
         try:
             config = config_from_dict(manifest["config"], base_dir=str(path))
-            specs = {k: IOSpec.from_dict(g["spec"]) for k, g in manifest["graphs"].items()}
-        except (KeyError, TypeError, ConfigError) as exc:
-            raise UsageError(f"{mpath}: malformed manifest ({type(exc).__name__}: {exc})") from None
+        except ConfigError as exc:
+            raise UsageError(f"{mpath}: malformed manifest: config: {exc}") from None
+        specs = {k: IOSpec.from_dict(g["spec"]) for k, g in manifest["graphs"].items()}
         return cls(path=path, manifest=manifest, config=config, specs=specs)
+
+    def integrity_problems(self) -> list[str]:
+        """Every integrity problem, as ``file: why`` (empty: the bundle is exactly what was exported)."""
+        m = self.manifest
+        problems: list[str] = []
+        digest = m.get(DIGEST_FIELD)
+        if digest is None:
+            problems.append(f"{MANIFEST}: has no {DIGEST_FIELD} (written by hand or by an older seqdeploy)")
+        elif digest != manifest_digest(m):
+            problems.append(f"{MANIFEST}: was edited after seqdeploy wrote it ({DIGEST_FIELD} does not match)")
+        files: dict[str, Any] = m["files"]
+        for rel in referenced_files(m):
+            if inside(self.path, rel) is None:
+                problems.append(f"{rel}: points outside the bundle")
+            elif rel not in files:
+                problems.append(f"{rel}: is used by the bundle but not listed (with its sha256) in 'files'")
+        for rel, entry in files.items():
+            full = inside(self.path, rel)
+            if full is None:
+                problems.append(f"{rel}: points outside the bundle")
+            elif not full.is_file() or full.is_symlink():
+                problems.append(f"{rel}: is missing (or not a regular file)")
+            elif sha256(full) != entry["sha256"]:
+                problems.append(f"{rel}: differs from the manifest (sha256 mismatch)")
+        problems.extend(self._spec_problems())
+        return problems
+
+    def _spec_problems(self) -> list[str]:
+        """Specs the config would not produce (a hand-edited dtype, range or layout)."""
+        from seqdeploy.spec import spec_from_config
+
+        out = []
+        for kind, spec in self.specs.items():
+            if kind not in ("sequence", "step"):
+                continue
+            try:
+                want = spec_from_config(self.config, kind)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - an impossible combination is itself the problem
+                want = None
+            if want is None or want.to_dict() != spec.to_dict():
+                out.append(f"{MANIFEST}: graphs.{kind}.spec does not match the config it was exported from")
+        return out
+
+    def file(self, rel: str) -> Path:
+        """The path of a bundle file, refusing anything outside the bundle."""
+        full = inside(self.path, rel)
+        if full is None:
+            raise IntegrityError(f"{self.path}: {rel!r} points outside the bundle")
+        return full
 
     def graph_path(self, graph: str = "sequence") -> Path:
         """Path of a graph's ONNX file."""
         try:
-            return self.path / str(self.manifest["graphs"][graph]["file"])
+            rel = str(self.manifest["graphs"][graph]["file"])
         except KeyError:
             raise UsageError(
                 f"{self.path}: has no '{graph}' graph (graphs: {sorted(self.manifest['graphs'])}); "
                 + ("re-export with --step" if graph == "step" else "re-export it")
             ) from None
+        return self.file(rel)
 
     def variant(self, name: str) -> dict[str, Any] | None:
         """The manifest entry of a variant (e.g. ``"int8"``), or ``None``."""
-        variants: dict[str, dict[str, Any]] = self.manifest.get("variants", {})
+        variants: dict[str, dict[str, Any]] = self.manifest.get("variants") or {}
         return variants.get(name)
 
     @property
@@ -140,13 +506,8 @@ class Bundle:
     @property
     def weights_path(self) -> Path:
         """The exported state_dict (``model.pt``)."""
-        return self.path / str(self.manifest["weights"])
+        return self.file(str(self.manifest["weights"]))
 
     def tampered_files(self) -> list[str]:
-        """Files whose sha256 no longer matches the manifest (or that are missing)."""
-        bad = []
-        for name, entry in self.manifest.get("files", {}).items():
-            p = self.path / name
-            if not p.is_file() or sha256(p) != entry.get("sha256"):
-                bad.append(name)
-        return bad
+        """Integrity problems accepted at load (``--allow-modified``), as ``file: why``."""
+        return list(self.modified)

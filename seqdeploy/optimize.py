@@ -14,8 +14,8 @@ run, exceed the fp16 range is refused, naming the tensors. The entry records the
 fp32 reference per output at seq 1, 64 and the config's max seq (``error_vs_seq``).
 
 Every variant is proven before it is recorded: a verify of its backend against the fp32 PyTorch
-reference at the variant's tolerance, while the files are still temporary. A failing (or interrupted)
-variant is deleted and never enters the manifest.
+reference at the variant's tolerance, while its files are staged in a bundle transaction. A failing (or
+interrupted) variant is deleted and never enters the manifest.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import contextlib
 import copy
 import dataclasses
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -32,10 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqdeploy._atomic import Transaction, bundle_transaction, fault_point
 from seqdeploy._lazy import require
 from seqdeploy.errors import Interrupted, ParityError
 from seqdeploy.feeds import make_feeds
-from seqdeploy.manifest import MANIFEST, Bundle, file_entry, write_json
+from seqdeploy.manifest import Bundle
 from seqdeploy.parity.compare import DEFAULT_TOLERANCES
 from seqdeploy.parity.report import ParityReport
 from seqdeploy.parity.run import MODES, VerifyOptions, verify
@@ -86,61 +86,59 @@ def _quiet_quantizer() -> Iterator[None]:
         root.setLevel(level)
 
 
-def _tmp(bundle: Bundle, name: str) -> Path:
-    return bundle.path / f".{name}.tmp"
-
-
 def _prove(bundle: Bundle, variant: str, entry: Mapping[str, Any], opts: VerifyOptions) -> ParityReport:
-    """Verify a candidate variant whose ``entry`` points at its temp files, on an in-memory manifest.
+    """Verify a candidate variant whose ``entry`` points at its staged files, on an in-memory manifest.
 
     Raises:
-        Interrupted: Ctrl-C during the run (nothing is recorded).
+        Interrupted: Ctrl-C or SIGTERM during the run (nothing is recorded).
         ParityError: The variant failed its tolerance (nothing is recorded).
     """
     candidate = copy.deepcopy(bundle.manifest)
     candidate.setdefault("variants", {})[variant] = dict(entry)
-    report = verify(dataclasses.replace(bundle, manifest=candidate), opts)
+    report = verify(dataclasses.replace(bundle, manifest=candidate, identity=()), opts)
     if report.partial:
-        raise Interrupted(f"the {variant} variant's verify run was interrupted; nothing was recorded")
-    if not report.passed or not report.cases:
+        raise Interrupted(f"optimize --{variant} interrupted while proving the variant; nothing was recorded")
+    if not report.passed:
         raise ParityError(f"{variant} variant failed its tolerance (nothing was recorded): {report.summary()}", report)
     return report
 
 
-def _record(bundle: Bundle, variant: str, entry: dict[str, Any], renames: Mapping[Path, str]) -> None:
-    """Move proven temp files into place and record the variant (+ its files and the TensorRT lint).
-
-    One function per artifact so that it can switch to the bundle transaction in one place.
-    """
+def _record(tx: Transaction, bundle: Bundle, variant: str, entry: dict[str, Any], staged: Mapping[str, Path]) -> None:
+    """Commit the proven variant: its staged files, its manifest entry and the re-run TensorRT lint."""
     from seqdeploy.lint import lint_manifest
 
     manifest = copy.deepcopy(bundle.manifest)
-    for tmp, name in renames.items():
-        os.replace(tmp, bundle.path / name)
-        manifest.setdefault("files", {})[name] = file_entry(bundle.path / name)
     manifest.setdefault("variants", {})[variant] = entry
-    manifest["lint"] = {"trt10": lint_manifest(bundle.path, manifest, "trt10").to_dict()}
-    write_json(bundle.path / MANIFEST, manifest)
+    lint = lint_manifest(bundle.path, manifest, "trt10", locate=staged)
+    manifest["lint"] = {**(manifest.get("lint") or {}), "trt10": lint.to_dict()}
+    tx.commit(manifest)
 
 
-def quantize_int8(bundle_dir: str | Path) -> VariantResult:
+def quantize_int8(
+    bundle_dir: str | Path, *, allow_modified: bool = False, max_memory_gb: float | None = None
+) -> VariantResult:
     """Write ``model.int8.onnx`` next to ``model.onnx``, prove it, and record it in the manifest.
 
+    The candidate is written and verified inside a :func:`~seqdeploy._atomic.bundle_transaction`: the
+    file and the manifest entry appear together, only after the proof passed; an interruption or a
+    failure leaves the bundle exactly as it was (an earlier good variant included).
+
     Raises:
-        UsageError: ``bundle_dir`` is not an export directory.
+        UsageError: ``bundle_dir`` is not an export directory (IntegrityError: it was modified).
         BackendUnavailable: onnxruntime (and its quantization tools) are not installed.
         ParityError: The int8 variant exceeds its documented tolerance vs the fp32 reference.
-        Interrupted: The proof was interrupted; nothing was recorded.
+        Interrupted: Ctrl-C or SIGTERM before the variant was proven (nothing recorded).
     """
     start = time.perf_counter()
-    bundle = Bundle.load(bundle_dir)
     quant = require("onnxruntime.quantization", extra="cpu", purpose="int8 quantization")
     onnx = require("onnx", extra="cpu")
-    src = bundle.graph_path("sequence")
-    tmp = _tmp(bundle, INT8_FILE)
-    try:
+    with bundle_transaction(bundle_dir) as tx:
+        bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
+        src = bundle.graph_path("sequence")
+        tmp = tx.stage(INT8_FILE)
         with _quiet_quantizer():
             quant.quantize_dynamic(str(src), str(tmp), weight_type=quant.QuantType.QInt8)
+        fault_point("optimize:int8-written")
         ops = Counter(n.op_type for n in onnx.load(str(tmp), load_external_data=False).graph.node)
         entry: dict[str, Any] = {
             "file": INT8_FILE,
@@ -157,12 +155,11 @@ def quantize_int8(bundle_dir: str | Path) -> VariantResult:
             batches=(1, 3),
             seqs=(1, 7, max(cfg.shapes.seq[1], 16)),
             modes=("full", "chunked", "batch", "padding"),
+            max_memory_gb=max_memory_gb,
         )
         report = _prove(bundle, "int8", {**entry, "file": tmp.name}, opts)
         entry["max_abs_vs_fp32"] = report.max_abs_by_tensor(bundle.specs["sequence"].output_names, mode="full")
-        _record(bundle, "int8", entry, {tmp: INT8_FILE})
-    finally:
-        tmp.unlink(missing_ok=True)
+        _record(tx, bundle, "int8", entry, {INT8_FILE: tmp})
     return VariantResult(bundle.path / INT8_FILE, entry, report, time.perf_counter() - start)
 
 
@@ -203,33 +200,43 @@ def render_error_vs_seq(entry: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def make_fp16(bundle_dir: str | Path, *, threads: int | None = None) -> VariantResult:
+def make_fp16(
+    bundle_dir: str | Path,
+    *,
+    threads: int | None = None,
+    allow_modified: bool = False,
+    max_memory_gb: float | None = None,
+) -> VariantResult:
     """Write ``model.fp16.onnx`` (+ ``step.fp16.onnx``), prove it against fp32 PyTorch, and record it.
 
+    Like int8, the files are staged and proven inside a bundle transaction: they and the manifest entry
+    appear together only after the proof passed.
+
     Raises:
-        UsageError: ``bundle_dir`` is not an export directory.
+        UsageError: ``bundle_dir`` is not an export directory (IntegrityError: it was modified).
         BackendUnavailable: onnx/onnxruntime are not installed.
         ExportError: A weight or an activation of the verify run exceeds the fp16 range (named), or
             the graph cannot be converted.
         ParityError: The fp16 variant exceeds the fp16 tolerance vs the fp32 reference.
-        Interrupted: The proof was interrupted; nothing was recorded.
+        Interrupted: Ctrl-C or SIGTERM before the variant was proven (nothing recorded).
     """
     from seqdeploy.fp16 import activation_peaks, convert_to_fp16, refuse_activations, weight_peaks
 
     start = time.perf_counter()
-    bundle = Bundle.load(bundle_dir)
     onnx = require("onnx", extra="cpu", purpose="the fp16 variant")
     require("onnxruntime", extra="cpu", purpose="the fp16 variant's proof")
-    graphs = [g for g in FP16_FILES if g in bundle.specs]
-    temps = {g: _tmp(bundle, FP16_FILES[g]) for g in graphs}
-    batches, seqs = fp16_sweep(bundle)
-    spec = bundle.specs["sequence"]
-    try:
+    with bundle_transaction(bundle_dir) as tx:
+        bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
+        graphs = [g for g in FP16_FILES if g in bundle.specs]
+        staged = {FP16_FILES[g]: tx.stage(FP16_FILES[g]) for g in graphs}
+        batches, seqs = fp16_sweep(bundle)
+        spec = bundle.specs["sequence"]
         weights = 0.0
         for g in graphs:
             src = onnx.load(str(bundle.graph_path(g)))
             weights = max([weights, *weight_peaks(src).values()])
-            onnx.save(convert_to_fp16(src), str(temps[g]))
+            onnx.save(convert_to_fp16(src), str(staged[FP16_FILES[g]]))
+        fault_point("optimize:fp16-written")
         # The activations of the verify run, measured on the fp32 graph with the same shapes and seeds
         # as verify's sweep, so a tensor that would overflow in fp16 is named, not just seen as inf.
         shapes = [(b, s) for b in batches for s in seqs]
@@ -241,6 +248,8 @@ def make_fp16(bundle_dir: str | Path, *, threads: int | None = None) -> VariantR
             "file": FP16_FILES["sequence"],
             "graph": "sequence",
             "graphs": {g: FP16_FILES[g] for g in graphs},
+            # every file of the variant, in the key the manifest's integrity check reads
+            "files": [FP16_FILES[g] for g in graphs],
             "precision": "fp16",
             "method": "seqdeploy.fp16.convert_to_fp16: fp16 weights and compute, fp32/int64 I/O cast inside",
             "io": {t.name: t.dtype for t in (*spec.inputs, *spec.outputs)},
@@ -249,9 +258,15 @@ def make_fp16(bundle_dir: str | Path, *, threads: int | None = None) -> VariantR
             "activations_max_abs": max(peaks.values(), default=0.0),
         }
         opts = VerifyOptions(
-            backends=("torch", "ort-cpu-fp16"), batches=batches, seqs=seqs, modes=MODES, threads=threads
+            backends=("torch", "ort-cpu-fp16"),
+            batches=batches,
+            seqs=seqs,
+            modes=MODES,
+            threads=threads,
+            max_memory_gb=max_memory_gb,
         )
-        candidate = {**entry, "file": temps["sequence"].name, "graphs": {g: p.name for g, p in temps.items()}}
+        names = {g: staged[FP16_FILES[g]].name for g in graphs}
+        candidate = {**entry, "file": names["sequence"], "graphs": names, "files": list(names.values())}
         report = _prove(bundle, "fp16", candidate, opts)
         entry["max_abs_vs_fp32"] = report.max_abs_by_tensor(spec.output_names, mode="full")
         entry["error_vs_seq"] = error_vs_seq(report, "ort-cpu-fp16", spec.output_names)
@@ -261,8 +276,5 @@ def make_fp16(bundle_dir: str | Path, *, threads: int | None = None) -> VariantR
             "modes": sorted({c.mode for c in report.cases}),
             "comparisons": len(report.cases),
         }
-        _record(bundle, "fp16", entry, {temps[g]: FP16_FILES[g] for g in graphs})
-    finally:
-        for p in temps.values():
-            p.unlink(missing_ok=True)
+        _record(tx, bundle, "fp16", entry, staged)
     return VariantResult(bundle.path / FP16_FILES["sequence"], entry, report, time.perf_counter() - start)

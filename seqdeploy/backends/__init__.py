@@ -73,7 +73,7 @@ def _ort_int8(name: str, bundle: Bundle, graph: str, threads: int | None) -> Bas
             f"backend '{name}' needs the int8 variant, which {bundle.path} does not have; create it with "
             f"'seqdeploy optimize {bundle.path} --int8'"
         )
-    return OrtRunner(name, bundle.specs[graph], bundle.path / variant["file"], device="cpu", threads=threads)
+    return OrtRunner(name, bundle.specs[graph], bundle.file(variant["file"]), device="cpu", threads=threads)
 
 
 def _ort_fp16(name: str, bundle: Bundle, graph: str, threads: int | None) -> BaseRunner:

@@ -7,6 +7,7 @@ torch nor onnxruntime. Library errors (:class:`~seqdeploy.errors.SeqdeployError`
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 import traceback
@@ -15,9 +16,9 @@ from typing import Any
 import click
 
 from seqdeploy import __version__
-from seqdeploy.errors import InternalError, SeqdeployError
+from seqdeploy.errors import InternalError, Interrupted, SeqdeployError
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "describe_os_error", "main"]
 
 # name -> (module, attribute, one-line help). The help is duplicated here so that listing the
 # commands does not import them.
@@ -63,16 +64,60 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from seqdeploy._atomic import committed_paths, handle_signals
+
         try:
-            return super().invoke(ctx)
+            with handle_signals():  # SIGTERM takes the same path as Ctrl-C: cleanup, nothing committed, 130
+                return super().invoke(ctx)
         except SeqdeployError as exc:
             raise CliError(exc) from exc
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+        except KeyboardInterrupt:
+            done = committed_paths()
+            if done:
+                # The signal landed after the commit point: the artifact is complete and proven, say so.
+                click.echo(
+                    f"interrupted after {', '.join(map(str, done))} was written and proven (it is complete)", err=True
+                )
+                ctx.exit(0)
+            click.echo("interrupted: nothing was written or recorded", err=True)
+            ctx.exit(Interrupted.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
+        except MemoryError:
+            click.echo(
+                "error: out of memory; use smaller sizes (--batch/--seq, [shapes], model sizes) or set "
+                "--max-memory-gb / SEQDEPLOY_MAX_MEMORY_GB to what this machine can really give",
+                err=True,
+            )
+            ctx.exit(2)
+        except OSError as exc:
+            # Disk full, permission denied, a directory where a file was expected: the environment, not a
+            # seqdeploy bug. Say which path and what the system said.
+            click.echo(f"error: {describe_os_error(exc)}", err=True)
+            ctx.exit(2)
         except Exception as exc:  # noqa: BLE001 - anything else is a seqdeploy bug: say so, keep the traceback
             click.echo(traceback.format_exc(), err=True)
             click.echo(f"internal error (a seqdeploy bug, please report it with the traceback above): {exc}", err=True)
             ctx.exit(InternalError.exit_code)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``PATH: No space left on device (ENOSPC)`` from an ``OSError``, with a hint for the common ones."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    where = f"{exc.filename}: " if exc.filename else ""
+    if exc.filename2:
+        where = f"{exc.filename} -> {exc.filename2}: "
+    hint = {
+        "ENOSPC": "; free some space or write elsewhere (nothing half-written was left behind)",
+        "EFBIG": "; the file exceeds a file-size limit (ulimit -f); write elsewhere or raise the limit",
+        "EDQUOT": "; the disk quota is exhausted",
+        "EACCES": "; check the permissions, or choose a path you can write",
+        "EPERM": "; check the permissions, or choose a path you can write",
+        "EROFS": "; the file system is read-only; choose another path",
+        "EISDIR": "; a directory is where a file was expected",
+        "ENOTDIR": "; a file is where a directory was expected",
+    }.get(name, "")
+    return f"{where}{exc.strerror or exc}{f' ({name})' if name else ''}{hint}"
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,15 +6,94 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import click
 
 from seqdeploy.errors import UsageError
 
-__all__ = ["Progress", "parse_int_list", "parse_shapes", "write_json_atomic", "write_text_atomic"]
+__all__ = [
+    "Progress",
+    "allow_modified_option",
+    "check_report_paths",
+    "max_memory_option",
+    "parse_int_list",
+    "parse_shapes",
+    "write_json_atomic",
+    "write_text_atomic",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def max_memory_option(f: F) -> F:
+    """``--max-memory-gb``: the memory limit estimates are checked against (before anything is allocated)."""
+    return click.option(
+        "--max-memory-gb",
+        type=click.FloatRange(min=0.0, min_open=True),
+        help="Refuse work whose estimated memory exceeds this many GB [default: 80% of available memory, "
+        "or $SEQDEPLOY_MAX_MEMORY_GB].",
+    )(f)
+
+
+def allow_modified_option(f: F) -> F:
+    """``--allow-modified``: use a bundle whose files differ from its manifest (reported, never silent)."""
+    return click.option(
+        "--allow-modified",
+        is_flag=True,
+        help="Use the bundle's files even if they differ from the sha256 in its manifest (reported as a warning).",
+    )(f)
+
+
+def check_report_paths(paths: Mapping[str, Path | None], bundle: Path | None = None) -> None:
+    """Check report destinations before a long run: writable, distinct, and never one of the bundle's files.
+
+    Args:
+        paths: Option name (``--json``) → the path given (``None`` = not given).
+        bundle: The bundle the command reads; a report may go inside it, but never onto a file it lists
+            (``verify D --json D/manifest.json`` would otherwise destroy the export).
+
+    Raises:
+        UsageError: A path is a directory, collides with another report or a bundle file, or cannot be written.
+    """
+    from seqdeploy.manifest import MANIFEST, referenced_files
+
+    protected: set[Path] = set()
+    if bundle is not None:
+        root = Path(os.path.realpath(bundle))
+        names = {MANIFEST}
+        try:
+            manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+            if isinstance(manifest, dict):
+                names |= set(manifest.get("files") or {}) | set(referenced_files(manifest))
+        except (OSError, ValueError):
+            pass
+        protected = {Path(os.path.realpath(root / n)) for n in names if isinstance(n, str)}
+    seen: dict[Path, str] = {}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        real = Path(os.path.realpath(path))
+        if real in protected:
+            raise UsageError(
+                f"{option} {path}: would overwrite {real.name}, a file of the bundle {bundle}; write the report "
+                "elsewhere (e.g. outside the bundle directory)"
+            )
+        if real in seen:
+            raise UsageError(f"{option} {path}: the same file as {seen[real]}; give each report its own path")
+        seen[real] = option
+        if real.is_dir():
+            raise UsageError(f"{option} {path}: is a directory; give a file path, e.g. {path}/report")
+        probe = real.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise UsageError(f"{option} {path}: {probe} is not a directory")
+        if not os.access(probe, os.W_OK | os.X_OK) or (real.exists() and not os.access(real, os.W_OK)):
+            raise UsageError(f"{option} {path}: cannot be written (permission denied in {probe}); choose another path")
 
 
 def parse_int_list(text: str | None, option: str) -> tuple[int, ...] | None:
@@ -63,7 +142,10 @@ def write_text_atomic(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc}") from None
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class Progress:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from seqdeploy.cli._options import allow_modified_option
+
 
 @click.command("compile")
 @click.argument("bundle_dir", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
@@ -23,7 +25,10 @@ import click
 )
 @click.option("--plan-only", is_flag=True, help="Write the plan and the hand-off kit (DIR/trt/); no TensorRT needed.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the kit's inputs.")
-def compile_cmd(bundle_dir: Path, precision: str, shapes: str | None, plan_only: bool, seed: int) -> None:
+@allow_modified_option
+def compile_cmd(
+    bundle_dir: Path, precision: str, shapes: str | None, plan_only: bool, seed: int, allow_modified: bool
+) -> None:
     """Plan a TensorRT engine build for DIR and write the hand-off kit for the target GPU.
 
     With --plan-only (any machine, no GPU): DIR/trt/plan.json (graph file, precision, TensorRT 10.x/11.x
@@ -48,7 +53,11 @@ def compile_cmd(bundle_dir: Path, precision: str, shapes: str | None, plan_only:
     from seqdeploy.engine.plan import parse_profile_shapes
 
     result = make_plan(
-        bundle_dir, precision=precision, shapes=parse_profile_shapes(shapes) if shapes else None, seed=seed
+        bundle_dir,
+        precision=precision,
+        shapes=parse_profile_shapes(shapes) if shapes else None,
+        seed=seed,
+        allow_modified=allow_modified,
     )
     plan = result.plan
     click.echo(f"plan: {plan['onnx']} ({plan['precision']}) for TensorRT {', '.join(plan['tensorrt']['lines'])}")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from seqdeploy.cli._options import max_memory_option
 from seqdeploy.errors import ParityError
 
 
@@ -28,18 +29,24 @@ from seqdeploy.errors import ParityError
 @click.option(
     "--step/--no-step", default=None, help="Also export step.onnx, one time step with states in and out (streaming)."
 )
-def export_cmd(config: Path, out_dir: Path, checkpoint: Path | None, force: bool, step: bool | None) -> None:
+@max_memory_option
+def export_cmd(
+    config: Path, out_dir: Path, checkpoint: Path | None, force: bool, step: bool | None, max_memory_gb: float | None
+) -> None:
     """Export CONFIG's model to ONNX in DIR and prove the export.
 
     The export is checked (ONNX checker, graph lints, ONNX Runtime vs PyTorch at batch 1 and 3,
     seq 1, 7 and a long seq, on output and every state) before DIR appears. On failure nothing is
-    left behind. Exit codes: 0 ok, 1 export check failed, 2 bad config/usage, 3 onnxruntime missing.
+    left behind. Exit codes: 0 ok, 1 export check failed, 2 bad config/usage (or the model would not fit
+    in memory), 3 onnxruntime missing, 130 interrupted (Ctrl-C or SIGTERM: nothing written).
     """
     from seqdeploy.export.stage import export_model
     from seqdeploy.parity.report import render_table
 
     try:
-        result = export_model(config, out_dir, checkpoint=checkpoint, force=force, step=step)
+        result = export_model(
+            config, out_dir, checkpoint=checkpoint, force=force, step=step, max_memory_gb=max_memory_gb
+        )
     except ParityError as exc:
         if exc.report is not None:
             click.echo(render_table(exc.report, failures_only=True), err=True)

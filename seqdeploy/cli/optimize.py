@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from seqdeploy.cli._options import allow_modified_option, max_memory_option
 from seqdeploy.errors import ParityError
 
 
@@ -16,7 +17,16 @@ from seqdeploy.errors import ParityError
     "--fp16", "fp16", is_flag=True, help="Write model.fp16.onnx (+ step.fp16.onnx): the fp16 file for TensorRT."
 )
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for the verify run.")
-def optimize_cmd(bundle_dir: Path, int8: bool, fp16: bool, threads: int | None) -> None:
+@allow_modified_option
+@max_memory_option
+def optimize_cmd(
+    bundle_dir: Path,
+    int8: bool,
+    fp16: bool,
+    threads: int | None,
+    allow_modified: bool,
+    max_memory_gb: float | None,
+) -> None:
     """Write a variant next to DIR/model.onnx, verify it, and only then record it in the manifest.
 
     --int8: dynamic int8 quantization for CPU serving (LSTM -> DynamicQuantizeLSTM; GRU/RNN stay fp32,
@@ -40,7 +50,7 @@ def optimize_cmd(bundle_dir: Path, int8: bool, fp16: bool, threads: int | None) 
         raise UsageError("nothing to do: choose a variant, e.g. 'seqdeploy optimize DIR --fp16' (or --int8)")
     try:
         if int8:
-            result = quantize_int8(bundle_dir)
+            result = quantize_int8(bundle_dir, allow_modified=allow_modified, max_memory_gb=max_memory_gb)
             e = result.entry
             click.echo(f"wrote {result.path} (quantized ops: {e['quantized_ops'] or 'none'})")
             if e["fp32_recurrent_ops"]:
@@ -49,7 +59,7 @@ def optimize_cmd(bundle_dir: Path, int8: bool, fp16: bool, threads: int | None) 
             click.echo(f"verified vs fp32 torch: {result.report.summary()}; max_abs: {worst}")
             click.echo(f"use it as backend 'ort-cpu-int8' in verify and profile ({result.duration_s:.1f} s)")
         if fp16:
-            result = make_fp16(bundle_dir, threads=threads)
+            result = make_fp16(bundle_dir, threads=threads, allow_modified=allow_modified, max_memory_gb=max_memory_gb)
             e = result.entry
             click.echo(f"wrote {', '.join(e['graphs'].values())} (fp16 weights and compute; I/O unchanged)")
             click.echo(f"verified vs fp32 torch: {result.report.summary()}")

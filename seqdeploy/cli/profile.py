@@ -7,7 +7,16 @@ from pathlib import Path
 
 import click
 
-from seqdeploy.cli._options import Progress, parse_int_list, parse_shapes, write_json_atomic, write_text_atomic
+from seqdeploy.cli._options import (
+    Progress,
+    allow_modified_option,
+    check_report_paths,
+    max_memory_option,
+    parse_int_list,
+    parse_shapes,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 @click.command("profile")
@@ -28,6 +37,8 @@ from seqdeploy.cli._options import Progress, parse_int_list, parse_shapes, write
     "--markdown", "md_path", type=click.Path(path_type=Path, dir_okay=False), help="Write a Markdown report."
 )
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG plot.")
+@allow_modified_option
+@max_memory_option
 def profile_cmd(
     bundle_dir: Path,
     backends: str,
@@ -44,6 +55,8 @@ def profile_cmd(
     json_path: Path | None,
     md_path: Path | None,
     plot_path: Path | None,
+    allow_modified: bool,
+    max_memory_gb: float | None,
 ) -> None:
     """Time every backend over a batch x seq grid and compare them.
 
@@ -54,6 +67,7 @@ def profile_cmd(
     """
     from seqdeploy.backends import parse_backends
     from seqdeploy.errors import UsageError
+    from seqdeploy.manifest import Bundle, BundleChanged
     from seqdeploy.profile.report import render_markdown, render_plot, render_table
     from seqdeploy.profile.run import ProfileOptions, profile
 
@@ -75,9 +89,19 @@ def profile_cmd(
         threads=threads,
         streaming=streaming,
         allow_outside_range=allow_outside_range,
+        max_memory_gb=max_memory_gb,
     )
-    with Progress("profile") as progress:
-        report = profile(bundle_dir, opts, progress=progress)
+    # Before any timing: unwritable report paths, or ones that would overwrite a bundle file, fail now.
+    check_report_paths({"--json": json_path, "--markdown": md_path, "--plot": plot_path}, bundle_dir)
+    for attempt in range(3):
+        bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
+        try:
+            with Progress("profile") as progress:
+                report = profile(bundle, opts, progress=progress)
+            break
+        except BundleChanged:  # swapped between loading and reading: start over on the new bundle
+            if attempt == 2:
+                raise
     click.echo(render_table(report))
     if plot_path:
         render_plot(report, plot_path)

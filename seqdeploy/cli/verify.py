@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from seqdeploy.cli._options import Progress, parse_int_list, write_json_atomic, write_text_atomic
+from seqdeploy.cli._options import (
+    Progress,
+    allow_modified_option,
+    check_report_paths,
+    max_memory_option,
+    parse_int_list,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 @click.command("verify")
@@ -41,6 +49,8 @@ from seqdeploy.cli._options import Progress, parse_int_list, write_json_atomic, 
     "--markdown", "md_path", type=click.Path(path_type=Path, dir_okay=False), help="Write a Markdown report."
 )
 @click.option("--failures-only", is_flag=True, help="Print only failing cases.")
+@allow_modified_option
+@max_memory_option
 def verify_cmd(
     bundle_dir: Path,
     backends: str,
@@ -57,6 +67,8 @@ def verify_cmd(
     json_path: Path | None,
     md_path: Path | None,
     failures_only: bool,
+    allow_modified: bool,
+    max_memory_gb: float | None,
 ) -> None:
     """Check that every backend matches the reference on output AND h_n/c_n.
 
@@ -67,36 +79,47 @@ def verify_cmd(
     """
     from seqdeploy.backends import parse_backends
     from seqdeploy.errors import UsageError
-    from seqdeploy.manifest import Bundle
+    from seqdeploy.manifest import Bundle, BundleChanged
     from seqdeploy.parity.compare import parse_tolerances
     from seqdeploy.parity.report import render_markdown, render_table
     from seqdeploy.parity.run import MODES, VerifyOptions, load_inputs, verify
 
     if inputs_path is not None and (batches or seqs):
         raise UsageError("--inputs replaces the --batch/--seq sweep: give one or the other")
-    bundle = Bundle.load(bundle_dir)
     names = parse_backends(backends)
     parse_backends(reference)
     # None = not given: each backend then gets its precision's default (fp32, fp16, int8).
     atol_default, atol_per = parse_tolerances(atol, None, "--atol")
     rtol_default, rtol_per = parse_tolerances(rtol, None, "--rtol")
-    opts = VerifyOptions(
-        backends=tuple(names),
-        reference=reference,
-        batches=parse_int_list(batches, "--batch"),
-        seqs=parse_int_list(seqs, "--seq"),
-        atol=atol_default,
-        rtol=rtol_default,
-        atol_per_tensor=atol_per,
-        rtol_per_tensor=rtol_per,
-        modes=tuple(m.strip() for m in modes.split(",")) if modes else MODES,
-        inputs=load_inputs(inputs_path, bundle.specs["sequence"]) if inputs_path else None,
-        chunks=chunks,
-        seed=seed,
-        threads=threads,
-    )
-    with Progress("verify") as progress:
-        report = verify(bundle, opts, progress=progress)
+    # Before any work: a report path that cannot be written, or that would overwrite a bundle file, fails now.
+    check_report_paths({"--json": json_path, "--markdown": md_path}, bundle_dir)
+    for attempt in range(3):
+        bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
+        opts = VerifyOptions(
+            backends=tuple(names),
+            reference=reference,
+            batches=parse_int_list(batches, "--batch"),
+            seqs=parse_int_list(seqs, "--seq"),
+            atol=atol_default,
+            rtol=rtol_default,
+            atol_per_tensor=atol_per,
+            rtol_per_tensor=rtol_per,
+            modes=tuple(m.strip() for m in modes.split(",")) if modes else MODES,
+            inputs=load_inputs(inputs_path, bundle.specs["sequence"]) if inputs_path else None,
+            chunks=chunks,
+            seed=seed,
+            threads=threads,
+            max_memory_gb=max_memory_gb,
+        )
+        try:
+            with Progress("verify") as progress:
+                report = verify(bundle, opts, progress=progress)
+            break
+        except BundleChanged:
+            # Swapped by `export --force` (or updated by `optimize`) between loading and reading: the
+            # runners never started, so load the new bundle and start over (a reader never mixes two).
+            if attempt == 2:
+                raise
     click.echo(render_table(report, failures_only=failures_only))
     if "ort-cpu-fp16" in names and (fp16 := bundle.variant("fp16")) is not None:
         from seqdeploy.optimize import render_error_vs_seq

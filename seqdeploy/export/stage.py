@@ -10,17 +10,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqdeploy._atomic import fault_point
 from seqdeploy.config import PipelineConfig
 from seqdeploy.config_io import config_to_dict, load_config
-from seqdeploy.errors import ExportError, ParityError, UsageError
-from seqdeploy.manifest import MANIFEST, SCHEMA_VERSION, Bundle, file_entry, library_versions, write_json
+from seqdeploy.errors import ExportError, Interrupted, ParityError, UsageError
+from seqdeploy.manifest import MANIFEST, SCHEMA_VERSION, Bundle, file_entry, library_versions, write_manifest
 from seqdeploy.parity.report import ParityReport
 from seqdeploy.parity.run import VerifyOptions, verify
 from seqdeploy.spec import spec_from_config
@@ -46,6 +45,34 @@ def self_check_options(cfg: PipelineConfig) -> VerifyOptions:
     return VerifyOptions(backends=("torch", "ort-cpu"), batches=(1, 3), seqs=(1, 7, long_seq), max_rows=3)
 
 
+def external_data_files(path: Path) -> list[str]:
+    """The external data files an ONNX file refers to (relative to its directory), in first-use order."""
+    import onnx
+
+    found: list[str] = []
+
+    def visit(tensors: Any) -> None:
+        for t in tensors:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                loc = next((e.value for e in t.external_data if e.key == "location"), None)
+                if loc and loc not in found:
+                    found.append(loc)
+
+    def walk(graph: Any) -> None:
+        visit(graph.initializer)
+        for node in graph.node:
+            for a in node.attribute:
+                visit([a.t] if a.HasField("t") else [])
+                visit(a.tensors)
+                if a.HasField("g"):
+                    walk(a.g)
+                for g in a.graphs:
+                    walk(g)
+
+    walk(onnx.load(str(path), load_external_data=False).graph)
+    return found
+
+
 def _check_graph(path: Path, spec: Any) -> None:
     import onnx
 
@@ -69,12 +96,15 @@ def export_model(
     checkpoint: str | Path | None = None,
     force: bool = False,
     step: bool | None = None,
+    max_memory_gb: float | None = None,
 ) -> ExportResult:
     """Export a config's model to ``out_dir`` and prove the export.
 
     Writes ``model.onnx`` (+ ``step.onnx`` with ``step``), ``model.pt`` (the exported state_dict) and
     ``manifest.json``. Before ``out_dir`` appears, the graphs pass the full ONNX checker and the lints,
-    and a small :func:`~seqdeploy.parity.run.verify` run against PyTorch at untraced shapes.
+    and a small :func:`~seqdeploy.parity.run.verify` run against PyTorch at untraced shapes. Everything
+    is built in a staging directory that is renamed to ``out_dir`` only then (see
+    :func:`seqdeploy._atomic.staged_dir`): a failure or an interruption leaves nothing behind.
 
     Args:
         config: A config or the path of a TOML file.
@@ -82,39 +112,30 @@ def export_model(
         checkpoint: A state_dict to load (``torch.load(weights_only=True)``).
         force: Replace an existing ``out_dir`` (only once the new export is proven).
         step: Override ``[export] step``.
+        max_memory_gb: Memory limit for the model and the self-check (default: see
+            :func:`seqdeploy.budget.memory_limit_bytes`).
 
     Raises:
         ConfigError, UsageError, CheckpointError, VectorsError: Bad input (exit 2).
+        ResourceLimitError: The model or the self-check would not fit in memory (exit 2).
         ExportError: The exporter failed or a graph failed the checker or a lint.
         ParityError: The self-check found a mismatch; ``.report`` has the details.
+        Interrupted: Ctrl-C or SIGTERM during the self-check (nothing was written).
         BackendUnavailable: onnxruntime is missing, so the export cannot be checked.
     """
+    from seqdeploy._atomic import staged_dir
+    from seqdeploy.budget import check_export_budget
+
     start = time.perf_counter()
     cfg = config if isinstance(config, PipelineConfig) else load_config(config)
     if step is not None and step != cfg.export.step:
         cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, step=step))
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a directory; choose another -o path")
-    if out.exists() and not force:
-        raise UsageError(
-            f"{out}: already exists; pass --force to replace it (the old export is kept until the "
-            "new one has passed its checks)"
-        )
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        # --force replaces exports, never arbitrary directories (a mistyped -o must not delete a project).
-        raise UsageError(f"{out}: exists and is not a seqdeploy export (no {MANIFEST}); --force only replaces exports")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot create the export directory here: {exc}") from None
-    try:
+    # Refuse what cannot fit before anything is allocated (hidden_size = 10**9 would otherwise die in
+    # torch's allocator): the model's weights and the largest self-check case.
+    check_export_budget(cfg, self_check_options(cfg), max_memory_gb=max_memory_gb)
+    with staged_dir(Path(out_dir), force=force, kind=MANIFEST) as tmp:
         manifest, report = _export_into(cfg, tmp, checkpoint)
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    out = Path(os.path.realpath(out_dir))
     return ExportResult(out, manifest, report, time.perf_counter() - start)
 
 
@@ -128,6 +149,7 @@ def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) 
     model, vectors = build_model(cfg, load_vectors=checkpoint is None)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
+    fault_point("export:model-built")
     specs = {"sequence": spec_from_config(cfg, "sequence")}
     traced = exportable(model)
     export_onnx(traced, specs["sequence"], tmp / "model.onnx", opset=cfg.export.opset)
@@ -140,9 +162,21 @@ def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) 
         # the eager cell loop.
         export_onnx(step_module(traced), specs["step"], tmp / "step.onnx", opset=cfg.export.opset)
         files.append("step.onnx")
+    fault_point("export:onnx-written")
+    graphs: dict[str, Any] = {}
+    extra: list[str] = []
     for name, graph in zip(files, specs, strict=True):
         _check_graph(tmp / name, specs[graph])
-    torch.save(model.state_dict(), tmp / "model.pt")
+        graphs[graph] = {"file": name, "spec": specs[graph].to_dict()}
+        # Models over 2 GiB keep their weights in external data files beside the graph: they are bundle
+        # files like any other (listed, hashed), or a reader would load unverified bytes.
+        if data := external_data_files(tmp / name):
+            graphs[graph]["external_data"] = data
+            extra.extend(d for d in data if d not in extra)
+    try:
+        torch.save(model.state_dict(), tmp / "model.pt")
+    except RuntimeError as exc:  # torch wraps write errors (ENOSPC, EFBIG) in RuntimeError
+        raise UsageError(f"{tmp / 'model.pt'}: cannot write the weights ({exc}); is the disk full?") from None
     files.append("model.pt")
 
     manifest: dict[str, Any] = {
@@ -152,17 +186,21 @@ def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) 
         "opset": cfg.export.opset,
         "exporter": "torch.onnx.export(dynamo=False) with dynamic_axes",
         "trace_shapes": {"batch": TRACE_BATCH, "seq": TRACE_SEQ},
-        "graphs": {g: {"file": f, "spec": specs[g].to_dict()} for g, f in zip(specs, files, strict=False)},
+        "graphs": graphs,
         "weights": "model.pt",
         "checkpoint": str(checkpoint) if checkpoint is not None else None,
         "embedding_vectors": vectors.to_dict() if vectors is not None else None,
         "versions": library_versions("seqdeploy", "torch", "onnx", "onnxruntime", "numpy"),
-        "files": {f: file_entry(tmp / f) for f in files},
+        "files": {f: file_entry(tmp / f) for f in (*files, *extra)},
         "variants": {},
     }
-    write_json(tmp / MANIFEST, manifest)
+    fault_point("export:self-check")
     check = self_check_options(cfg)
-    report = verify(Bundle.load(tmp), check, lint=False)
+    report = verify(Bundle.from_manifest(tmp, manifest), check, lint=False)
+    if report.partial:
+        raise Interrupted(
+            f"export interrupted during its self-check ({len(report.cases)} comparisons done); nothing was written"
+        )
     if not report.passed:
         raise ParityError(f"export self-check failed: {report.summary()}", report)
     manifest["self_check"] = {
@@ -175,21 +213,5 @@ def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) 
     }
     # TensorRT readiness, recorded but never fatal here: the bundle says whether it would parse.
     manifest["lint"] = {"trt10": lint_manifest(tmp, manifest, "trt10").to_dict()}
-    write_json(tmp / MANIFEST, manifest)
+    write_manifest(tmp / MANIFEST, manifest)
     return manifest, report
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and deleted only afterwards."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

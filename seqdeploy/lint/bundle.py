@@ -77,6 +77,7 @@ def lint_manifest(
     *,
     only: list[str] | None = None,
     cpu_only_as_warnings: bool = True,
+    locate: Mapping[str, Path] | None = None,
 ) -> LintReport:
     """Lint every graph and variant listed in ``manifest`` (files under ``root``) for ``target``.
 
@@ -86,6 +87,7 @@ def lint_manifest(
         target: ``ort``, ``trt10`` or ``trt11``.
         only: Lint only these files (relative names); ``None`` = all.
         cpu_only_as_warnings: Downgrade TensorRT-only errors of CPU-only variants (they are never built).
+        locate: Where files not yet in place are (a staged variant before its commit), by relative name.
     """
     tgt = get_target(target)
     specs = {k: IOSpec.from_dict(g["spec"]) for k, g in manifest.get("graphs", {}).items()}
@@ -93,7 +95,8 @@ def lint_manifest(
     for gf in graph_files(manifest):
         if only is not None and gf.file not in only:
             continue
-        found = lint_file(root / gf.file, specs.get(gf.graph), tgt.name, name=gf.file)
+        path = (locate or {}).get(gf.file, root / gf.file)
+        found = lint_file(path, specs.get(gf.graph), tgt.name, name=gf.file)
         report.extend(_adjust(gf, found, tgt.tensorrt and cpu_only_as_warnings))
     return report
 

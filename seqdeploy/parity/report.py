@@ -96,8 +96,17 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        """Whether every case passed and lint found no error."""
-        return all(c.passed for c in self.cases) and not any(f.severity == "error" for f in self.lint)
+        """Whether the run was complete, compared something, every case passed and lint found no error.
+
+        A partial (interrupted) run is never passed, even when nothing had failed yet, and neither is a
+        run with no comparison at all: "nothing went wrong" is not proof.
+        """
+        return (
+            not self.partial
+            and bool(self.cases)
+            and all(c.passed for c in self.cases)
+            and not any(f.severity == "error" for f in self.lint)
+        )
 
     @property
     def failures(self) -> list[CaseResult]:
@@ -125,6 +134,15 @@ class ParityReport:
         lint_err = sum(f.severity == "error" for f in self.lint)
         if self.passed:
             return f"PASSED: {n} comparisons, {len(self.skipped)} skipped"
+        if (
+            not self.failures
+            and not self.partial
+            and not self.cases
+            and not any(f.severity == "error" for f in self.lint)
+        ):
+            return "NOT PROVEN: nothing was compared"
+        if self.partial and not self.failures and not any(f.severity == "error" for f in self.lint):
+            return f"NOT PROVEN: interrupted after {n} comparisons (none failed so far)"
         parts = [f"FAILED: {bad} of {n} comparisons"]
         tensors = self.failing_tensors()
         if tensors:

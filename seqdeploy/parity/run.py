@@ -28,10 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from seqdeploy.backends import BaseRunner, get_backend, make_runner
+from seqdeploy.budget import check_sweep_budget
 from seqdeploy.errors import InputError, UsageError
 from seqdeploy.feeds import carry_state, check_feeds, make_feeds, select_rows, slice_seq
 from seqdeploy.lint.findings import Finding
 from seqdeploy.manifest import Bundle
+from seqdeploy.npz import read_npz
 from seqdeploy.parity.compare import DEFAULT_TOLERANCES, Tolerance, Tolerances, compare_tensor
 from seqdeploy.parity.report import CaseResult, ParityReport, Skip
 from seqdeploy.spec import BATCH, SEQ, IOSpec
@@ -59,6 +61,7 @@ class VerifyOptions:
         max_rows: Rows checked one by one in ``batch`` and ``padding`` modes.
         seed: Seed of the random feeds.
         threads: Threads per backend (``None`` = library default).
+        max_memory_gb: Memory limit for the sweep's largest case (default: :mod:`seqdeploy.budget`).
     """
 
     backends: tuple[str, ...] = ("torch", "ort-cpu")
@@ -75,6 +78,7 @@ class VerifyOptions:
     max_rows: int = 4
     seed: int = 0
     threads: int | None = None
+    max_memory_gb: float | None = None
 
 
 def default_sweep(shapes: tuple[tuple[int, int, int], tuple[int, int, int]]) -> tuple[list[int], list[int]]:
@@ -89,34 +93,37 @@ def default_sweep(shapes: tuple[tuple[int, int, int], tuple[int, int, int]]) -> 
 
 def load_inputs(path: Path, spec: IOSpec) -> Arrays:
     """Feeds from an ``.npz`` keyed by input names (never unpickled). Integer inputs are widened to
-    int64 and float64 narrowed to float32 when lossless; everything is then checked against ``spec``.
+    int64 (refusing values that do not fit) and float64/float16 narrowed or widened to float32 when
+    lossless; everything is then checked against ``spec``.
 
     Raises:
-        UsageError: The file cannot be read.
+        UsageError: The file cannot be read, or is not an ``.npz`` (the message says what it is).
         InputError: The arrays do not fit the model (names, dtypes, shapes, ids, lengths).
     """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            raw = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise UsageError(f"{path}: inputs file not found") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a readable .npz of arrays ({exc})") from None
     feeds: Arrays = {}
-    for name, value in raw.items():
-        want = spec.tensor(name).dtype if spec.has(name) else None
-        if want == "int64" and np.issubdtype(value.dtype, np.integer):
-            feeds[name] = value.astype(np.int64)
-        elif (
-            want == "float32"
-            and value.dtype == np.float64
-            and np.array_equal(value.astype(np.float32).astype(np.float64), value, equal_nan=True)
-        ):
-            feeds[name] = value.astype(np.float32)
-        else:
-            feeds[name] = value
+    for name, value in read_npz(path, what="inputs").items():
+        feeds[name] = _to_spec_dtype(name, value, spec.tensor(name).dtype if spec.has(name) else None)
     check_feeds(spec, feeds)
     return feeds
+
+
+def _to_spec_dtype(name: str, value: np.ndarray, want: str | None) -> np.ndarray:
+    """``value`` in the spec's dtype when the conversion loses nothing; otherwise unchanged (and then
+    :func:`check_feeds` reports the dtype) or an :class:`InputError` for integers that do not fit.
+    """
+    if want == "int64" and np.issubdtype(value.dtype, np.integer):
+        if value.size and value.dtype.kind == "u" and int(value.max()) > np.iinfo(np.int64).max:
+            bad = int(value.max())
+            raise InputError(
+                f"input '{name}': value {bad} does not fit int64 (the file holds {value.dtype}); token ids and "
+                "lengths must be int64 values inside the model's range"
+            )
+        return value.astype(np.int64)
+    if want == "float32" and value.dtype in (np.float64, np.float16):
+        narrowed = value.astype(np.float32)
+        if value.dtype == np.float16 or np.array_equal(narrowed.astype(np.float64), value, equal_nan=True):
+            return narrowed
+    return value
 
 
 class _Verifier:
@@ -168,19 +175,22 @@ class _Verifier:
             self.progress(self.done, self.total)
 
     # -- inputs --------------------------------------------------------------------------------------
-    def cases(self) -> list[tuple[int, int, Arrays]]:
+    def shapes(self) -> list[tuple[int, int]]:
+        """The sweep's (batch, seq) pairs, before any feed is made."""
         if self.opts.inputs is not None:
-            feeds = dict(self.opts.inputs)
-            sizes = check_feeds(self.spec, feeds)
-            return [(sizes[BATCH], sizes.get(SEQ, 1), feeds)]
-        shapes = (self.cfg.shapes.batch, self.cfg.shapes.seq)
-        batches, seqs = default_sweep(shapes)
-        batches = list(self.opts.batches or batches)
-        seqs = list(self.opts.seqs or seqs)
-        out = []
-        for i, (b, s) in enumerate((b, s) for b in batches for s in seqs):
-            out.append((b, s, make_feeds(self.spec, b, s, seed=self.opts.seed + i)))
-        return out
+            sizes = check_feeds(self.spec, self.opts.inputs)
+            return [(sizes[BATCH], sizes.get(SEQ, 1))]
+        batches, seqs = default_sweep((self.cfg.shapes.batch, self.cfg.shapes.seq))
+        return [(b, s) for b in (self.opts.batches or batches) for s in (self.opts.seqs or seqs)]
+
+    def cases(self) -> Iterator[tuple[int, int, Arrays]]:
+        """Feeds per case, made one at a time (a sweep never holds every case's inputs at once)."""
+        if self.opts.inputs is not None:
+            (b, s) = self.shapes()[0]
+            yield b, s, dict(self.opts.inputs)
+            return
+        for i, (b, s) in enumerate(self.shapes()):
+            yield b, s, make_feeds(self.spec, b, s, seed=self.opts.seed + i)
 
 
 def _guard(
@@ -415,8 +425,8 @@ def verify(
     }
     if tampered := b.tampered_files():
         report.warnings.append(
-            f"files changed since export (sha256 differs from the manifest): {', '.join(tampered)}; "
-            "verifying them as they are now"
+            f"--allow-modified: the bundle differs from its manifest ({'; '.join(tampered)}); verifying the "
+            "files as they are now"
         )
     if lint:
         report.lint.extend(_lint_bundle(b, names))
@@ -426,6 +436,13 @@ def verify(
             "self-consistency modes ran; add e.g. --backends ort-cpu"
         )
     v = _Verifier(b, opts, report, progress)
+    check_sweep_budget(
+        v.spec,
+        v.shapes(),
+        b.config.model,
+        sum(int(e["bytes"]) for e in b.manifest["files"].values()),
+        max_memory_gb=opts.max_memory_gb,
+    )
     try:
         _run(v, b, names, report)
     except KeyboardInterrupt:
@@ -502,17 +519,18 @@ def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> Non
     for n in names:
         if has_step and "step" in want and n not in step_names:
             report.skipped.append(Skip("step", "backend has no step graph", backend=n))
-    cases = v.cases()
+    n_cases = len(v.shapes())
     per_case = len(names) - 1 if "full" in want else 0
     per_case += len(names) * (("chunked" in want and chunk_ok) + ("batch" in want) + ("padding" in want))
     per_case += len(step_names)
-    v.total = max(1, per_case * len(cases))
+    v.total = max(1, per_case * n_cases)
 
     with contextlib.ExitStack() as stack:
-        runners = {n: stack.enter_context(make_runner(n, b, "sequence", threads=opts.threads)) for n in names}
-        steppers = {n: stack.enter_context(make_runner(n, b, "step", threads=opts.threads)) for n in step_names}
+        with b.snapshot():  # every runner reads the bundle that was loaded, never a swapped-in one
+            runners = {n: stack.enter_context(make_runner(n, b, "sequence", threads=opts.threads)) for n in names}
+            steppers = {n: stack.enter_context(make_runner(n, b, "step", threads=opts.threads)) for n in step_names}
         ref = runners[opts.reference]
-        for batch, seq, feeds in cases:
+        for batch, seq, feeds in v.cases():
             ref_out = ref.infer(feeds)  # a failing reference is not a parity result: let it raise
             _check_finite(v, opts.reference, batch, seq, ref_out)
             fulls: dict[str, Arrays] = {opts.reference: ref_out}

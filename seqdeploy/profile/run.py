@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from seqdeploy.backends import BaseRunner, get_backend, make_runner
+from seqdeploy.budget import check_sweep_budget
 from seqdeploy.errors import UsageError
 from seqdeploy.feeds import carry_state, make_feeds
 from seqdeploy.manifest import Bundle, library_versions
@@ -57,6 +58,7 @@ class ProfileOptions:
         seed: Seed of the random inputs.
         max_iters: Cap on timed calls per block.
         rounds: Blocks per shape in which the backends take turns (interleaving cancels machine drift).
+        max_memory_gb: Memory limit for the largest shape (default: :mod:`seqdeploy.budget`).
     """
 
     backends: tuple[str, ...] = ("torch", "ort-cpu")
@@ -75,6 +77,7 @@ class ProfileOptions:
     seed: int = 0
     max_iters: int = 100_000
     rounds: int = 5
+    max_memory_gb: float | None = None
 
 
 def default_grid(bundle: Bundle) -> tuple[list[int], list[int]]:
@@ -225,6 +228,16 @@ def profile(
     _check_range(b, shapes, opts.allow_outside_range)
     spec = b.specs["sequence"]
     cfg = b.config
+    # Backends are loaded side by side and each holds its outputs: copies grow with their number.
+    check_sweep_budget(
+        spec,
+        shapes,
+        cfg.model,
+        sum(int(e["bytes"]) for e in b.manifest["files"].values()),
+        copies=2 + 2 * len(names),
+        what="profile",
+        max_memory_gb=opts.max_memory_gb,
+    )
     report = ProfileReport(
         baseline=opts.baseline,
         backends=names,
@@ -267,7 +280,8 @@ def profile(
 
     try:
         with contextlib.ExitStack() as stack:
-            runners = {n: stack.enter_context(make_runner(n, b, "sequence", threads=opts.threads)) for n in names}
+            with b.snapshot():  # every runner reads the bundle that was loaded, never a swapped-in one
+                runners = {n: stack.enter_context(make_runner(n, b, "sequence", threads=opts.threads)) for n in names}
             libraries = list(dict.fromkeys(library_of(n) for n in names)) if opts.sgemm_n else []
             # The sgemm reference is measured before and after the sweep; the report uses the mean and
             # keeps both, so drift of a shared machine during the run is visible.
@@ -296,12 +310,13 @@ def profile(
                     report.cases.append(_case(n, "sequence", "sequence", batch, seq, host, device, flops))
                     tick()
             if stream_ok:
-                streamers = {
-                    n: stack.enter_context(make_runner(n, b, "step", threads=opts.threads))
-                    if "step" in b.specs and "step" in get_backend(n).graphs
-                    else runners[n]
-                    for n in names
-                }
+                with b.snapshot():
+                    streamers = {
+                        n: stack.enter_context(make_runner(n, b, "step", threads=opts.threads))
+                        if "step" in b.specs and "step" in get_backend(n).graphs
+                        else runners[n]
+                        for n in names
+                    }
                 for batch in stream_batches:
                     for n, runner in streamers.items():
                         report.cases.append(_stream_case(b, n, runner, batch, opts))

@@ -2,7 +2,9 @@
 
 Each helper edits an exported ONNX file in place (always on a ``copy_export`` copy), keeps the graph
 valid for the ONNX checker, and leaves graph input/output names unchanged so that the IOSpec in the
-manifest still applies.
+manifest still applies. The bundle's manifest is re-stamped with the new file's sha256 (:func:`restamp`):
+the tests model an *exporter* that produced a wrong graph — which the bundle's hashes would cover —
+so that what they prove is that verify's comparisons catch it, not the integrity check.
 """
 
 from __future__ import annotations
@@ -30,6 +32,20 @@ def edit_onnx(path: Path) -> Iterator[onnx.ModelProto]:
     yield model
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+    if (path.parent / "manifest.json").is_file():
+        restamp(path.parent)
+
+
+def restamp(bundle: Path) -> None:
+    """Record every listed file's current sha256 in ``bundle``'s manifest and re-stamp its digest."""
+    import json
+
+    from seqdeploy.manifest import file_entry, write_manifest
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for name in manifest["files"]:
+        manifest["files"][name] = file_entry(bundle / name)
+    write_manifest(bundle / "manifest.json", manifest)
 
 
 def recurrent_nodes(model: onnx.ModelProto) -> list[Any]:

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from seqdeploy.cli import cli
+from seqdeploy.errors import IntegrityError
 from seqdeploy.manifest import Bundle, sha256
 from tests.integration._onnx_surgery import perturb_weight
 
@@ -56,13 +57,17 @@ def test_plan_only_writes_and_records_the_kit(export_tiny, copy_export):
     for f in kit:
         assert manifest["files"][f]["sha256"] == sha256(d / f), f
     plan = json.loads((d / "trt/plan.json").read_text())
-    assert manifest["trt_plan"]["plan"] == "trt/plan.json" and manifest["trt_plan"]["onnx"] == "model.onnx"
+    assert manifest["trt"]["file"] == "trt/plan.json" and manifest["trt"]["onnx"] == "model.onnx"
+    assert manifest["trt"]["files"] == kit
     assert plan["onnx_sha256"] == sha256(d / "model.onnx")
     assert set(plan["profiles"][0]) == {"input", "lengths", "h0", "c0"}
     assert [c["name"] for c in plan["kit"]["cases"]] == ["min", "opt", "max", "padded"]
     assert set(plan["lint"]) == {"trt10", "trt11"} and all(r["passed"] for r in plan["lint"].values())
     assert not [p for p in d.iterdir() if p.name.startswith(".")]  # no temp directory left behind
-    assert Bundle.load(d).tampered_files() == []
+    assert Bundle.load(d).tampered_files() == []  # every kit file is listed with its sha256
+    (d / "trt/golden.json").write_text("{}")
+    with pytest.raises(IntegrityError, match=r"trt/golden\.json"):
+        Bundle.load(d)
 
 
 def test_kit_data_is_polygraphy_format_and_the_raw_opt_inputs_match(export_tiny, copy_export):

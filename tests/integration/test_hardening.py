@@ -57,6 +57,10 @@ def test_truncated_onnx_file_is_a_clear_usage_error(export_tiny, copy_export) ->
     (d / "model.onnx").write_bytes(data[: len(data) // 3])
     code, text = run("verify", str(d), "--batch", "1", "--seq", "2")
     assert code == 2, text
+    assert "model.onnx: differs from the manifest" in text and "Re-export" in text
+    # Accepted as modified, the truncated graph still ends in a clear error, not a traceback.
+    code, text = run("verify", str(d), "--batch", "1", "--seq", "2", "--allow-modified")
+    assert code == 2, text
     assert "cannot load" in text and "Re-export" in text
 
 
