@@ -10,6 +10,8 @@ ort-cuda        ONNX Runtime, CUDAExecutionProvider                    fp32     
 ort-trt         ONNX Runtime, TensorrtExecutionProvider                fp32       ``gpu``
 ort-cpu-int8    ONNX Runtime CPU on the dynamically quantized variant  int8       ``cpu``
 ort-cpu-fp16    ONNX Runtime CPU on the fp16 variant (TensorRT's file)  fp16       ``cpu``
+                (ORT CPU has no fp16 LSTM/Gemm kernel: it casts around
+                them, so the recurrence itself runs in fp32)
 ==============  =====================================================  =========  ===========
 
 The slot for a native TensorRT runner (``trt``, next wave) is one more :class:`BackendInfo` whose

@@ -130,10 +130,17 @@ def lint_path(path: str | Path, target: str) -> LintReport:
     manifest_path = (p if p.is_dir() else p.parent) / "manifest.json"
     manifest: dict[str, Any] | None = None
     if manifest_path.is_file():
+        from seqdeploy.manifest import validate_manifest
+
+        # Read, not Bundle.load: lint judges the files as they are (a modified file is what it is asked
+        # about), but a malformed manifest is still a usage error, not a crash.
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UsageError(f"{manifest_path}: unreadable manifest: {exc}") from None
+        problems = validate_manifest(manifest)
+        if problems:
+            raise UsageError(f"{manifest_path}: malformed manifest:\n  " + "\n  ".join(problems[:10]))
     if p.is_dir():
         if manifest is None:
             raise UsageError(

@@ -320,6 +320,9 @@ def test_usage_errors_exit_2(tmp_path):
     res = runner.invoke(cli, ["lint", str(tmp_path)])
     assert res.exit_code == 2 and "not a seqdeploy export directory" in res.output
     assert runner.invoke(cli, ["lint", str(tmp_path), "--target", "trt9"]).exit_code == 2
+    (tmp_path / "manifest.json").write_text('{"graphs": {"sequence": {}}}')
+    res = runner.invoke(cli, ["lint", str(tmp_path)])
+    assert res.exit_code == 2 and "malformed manifest" in res.output
 
 
 def test_missing_graph_file_is_an_error_finding(export_tiny, copy_export: Callable[[Path], Path]):
