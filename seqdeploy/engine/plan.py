@@ -43,6 +43,7 @@ __all__ = [
     "profile_for",
     "render_polygraphy",
     "render_trtexec",
+    "shape_problems",
     "tolerances_for",
     "trtexec_shapes",
 ]
@@ -179,6 +180,30 @@ def profile_for(spec: IOSpec, bounds: Mapping[str, AxisBounds]) -> dict[str, dic
         for t in spec.inputs
         if any(isinstance(d, str) for d in t.dims)
     }
+
+
+def shape_problems(
+    profile: Mapping[str, Mapping[str, Sequence[int]]], shapes: Mapping[str, Sequence[int]]
+) -> list[str]:
+    """Why ``shapes`` (input name → shape) cannot run on an engine built with ``profile``; empty = it can.
+
+    Every profile input must be given, with the profile's rank, and every axis inside ``[min, max]``;
+    each problem says the allowed range per axis, which is what a runner tells the user before launching.
+    """
+    problems = []
+    for name, bounds in profile.items():
+        if name not in shapes:
+            problems.append(f"input '{name}' is missing (the engine's profile has {sorted(profile)})")
+            continue
+        got, lo, hi = list(shapes[name]), list(bounds["min"]), list(bounds["max"])
+        if len(got) != len(lo):
+            problems.append(f"input '{name}': shape {got} has rank {len(got)}, the profile's is {len(lo)}")
+            continue
+        bad = [i for i, (g, a, b) in enumerate(zip(got, lo, hi, strict=True)) if not a <= g <= b]
+        if bad:
+            allowed = ", ".join(f"axis {i}: {lo[i]}..{hi[i]}" for i in range(len(lo)))
+            problems.append(f"input '{name}': shape {got} is outside the profile ({allowed}); axis {bad} out of range")
+    return problems
 
 
 def graph_file(manifest: Mapping[str, Any], precision: str, graph: str = "sequence") -> str:

@@ -23,6 +23,7 @@ from seqdeploy.engine.plan import (
     profile_for,
     render_polygraphy,
     render_trtexec,
+    shape_problems,
     tolerances_for,
     trtexec_shapes,
 )
@@ -176,3 +177,19 @@ def test_scripts_are_valid_bash_with_every_shape(precision, tmp_path):
     assert ("--strongly-typed" in poly) == (precision == "fp16")
     atol = KIT_TOLERANCES[precision][0]
     assert f"--atol output:{atol:g} h_n:{atol:g} c_n:{atol:g}" in poly
+
+
+def test_shape_problems_name_the_allowed_range():
+    prof = _plan()["profiles"][0]
+    ok = {"input": [6, 2, 5], "lengths": [2], "h0": [1, 2, 4], "c0": [1, 2, 4]}
+    assert shape_problems(prof, ok) == []
+    assert shape_problems(prof, {**ok, "input": [25, 2, 5]}) == [
+        "input 'input': shape [25, 2, 5] is outside the profile (axis 0: 1..24, axis 1: 1..6, axis 2: 5..5); "
+        "axis [0] out of range"
+    ]
+    missing = dict(ok)
+    del missing["c0"]
+    assert shape_problems(prof, missing) == [
+        "input 'c0' is missing (the engine's profile has ['c0', 'h0', 'input', 'lengths'])"
+    ]
+    assert "rank 2" in shape_problems(prof, {**ok, "h0": [2, 4]})[0]
