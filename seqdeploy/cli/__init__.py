@@ -26,7 +26,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("seqdeploy.cli.export", "export_cmd", "Export a config's model to ONNX and prove the export."),
     "verify": ("seqdeploy.cli.verify", "verify_cmd", "Check every backend against the reference, states included."),
     "profile": ("seqdeploy.cli.profile", "profile_cmd", "Measure latency per backend over a batch x seq grid."),
-    "optimize": ("seqdeploy.cli.optimize", "optimize_cmd", "Write an optimized variant (dynamic int8) of an export."),
+    "optimize": ("seqdeploy.cli.optimize", "optimize_cmd", "Write a verified variant (int8, fp16) of an export."),
+    "lint": ("seqdeploy.cli.lint", "lint_cmd", "Check ONNX graphs against ONNX Runtime / TensorRT parser rules."),
+    "compile": ("seqdeploy.cli.compile", "compile_cmd", "Plan a TensorRT build and write its hand-off kit."),
     "backends": ("seqdeploy.cli.backends", "backends_cmd", "List the backends and whether they can run here."),
 }
 

@@ -31,10 +31,11 @@ from seqdeploy.backends import BaseRunner, get_backend, make_runner
 from seqdeploy.budget import check_sweep_budget
 from seqdeploy.errors import InputError, UsageError
 from seqdeploy.feeds import carry_state, check_feeds, make_feeds, select_rows, slice_seq
+from seqdeploy.lint.findings import Finding
 from seqdeploy.manifest import Bundle
 from seqdeploy.npz import read_npz
 from seqdeploy.parity.compare import DEFAULT_TOLERANCES, Tolerance, Tolerances, compare_tensor
-from seqdeploy.parity.report import CaseResult, LintFinding, ParityReport, Skip
+from seqdeploy.parity.report import CaseResult, ParityReport, Skip
 from seqdeploy.spec import BATCH, SEQ, IOSpec
 
 __all__ = ["MODES", "VerifyOptions", "default_sweep", "load_inputs", "verify"]
@@ -467,26 +468,13 @@ def _check_tolerance_names(spec: IOSpec, per_tensor: Mapping[str, float]) -> Non
         )
 
 
-def _lint_bundle(b: Bundle, names: Sequence[str]) -> list[LintFinding]:
-    import onnx
+def _lint_bundle(b: Bundle, names: Sequence[str]) -> list[Finding]:
+    """The ``ort`` rules on every graph the run uses (variants only when their backend runs)."""
+    from seqdeploy.lint import graph_files, lint_manifest
 
-    from seqdeploy.export.lint import lint_onnx
-
-    files: dict[str, tuple[Path, IOSpec]] = {g: (b.graph_path(g), spec) for g, spec in b.specs.items()}
-    int8 = b.variant("int8")
-    if "ort-cpu-int8" in names and int8 is not None:
-        files["int8"] = (b.path / int8["file"], b.specs["sequence"])
-    findings = []
-    for label, (path, spec) in files.items():
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
-            findings.append(LintFinding("error", "unreadable", f"{exc}", path.name))
-            continue
-        findings.extend(
-            f for f in lint_onnx(model, spec, file=path.name) if not (label == "int8" and f.code == "no-recurrent-op")
-        )
-    return findings
+    variants = {n.split("ort-cpu-", 1)[1] for n in names if n.startswith("ort-cpu-")}
+    files = [gf.file for gf in graph_files(b.manifest) if gf.variant is None or gf.variant in variants]
+    return lint_manifest(b.path, b.manifest, "ort", only=files).findings
 
 
 def _check_finite(v: _Verifier, reference: str, batch: int, seq: int, outputs: Arrays) -> None:
