@@ -1,12 +1,21 @@
-"""Optimized variants of an export. Today: dynamic int8 for CPU serving (``seqdeploy optimize --int8``).
+"""Optimized variants of an export: dynamic int8 for CPU serving, fp16 for TensorRT (``seqdeploy optimize``).
 
-ONNX Runtime's ``quantize_dynamic`` turns each ``LSTM`` into ``com.microsoft.DynamicQuantizeLSTM`` and
-Linear heads into MatMulInteger; the embedding ``Gather`` stays fp32. There is no GRU/RNN counterpart
-(onnxruntime#5747), so those recurrent ops stay fp32 and only the head is quantized. The int8 ops have no
-CUDA kernel and TensorRT cannot parse them: int8 RNNs are a CPU-only path (pitfalls #22).
+**int8** (``--int8``): ONNX Runtime's ``quantize_dynamic`` turns each ``LSTM`` into
+``com.microsoft.DynamicQuantizeLSTM`` and Linear heads into MatMulInteger; the embedding ``Gather``
+stays fp32. There is no GRU/RNN counterpart (onnxruntime#5747), so those recurrent ops stay fp32 and
+only the head is quantized. The int8 ops have no CUDA kernel and TensorRT cannot parse them: int8 RNNs
+are a CPU-only path (pitfalls #22).
 
-The variant is proven before it is recorded: a small verify of ``ort-cpu-int8`` against the fp32
-PyTorch reference at int8 tolerance. A failing variant is deleted and never enters the manifest.
+**fp16** (``--fp16``): :func:`seqdeploy.fp16.convert_to_fp16` writes ``model.fp16.onnx`` (and
+``step.fp16.onnx``): weights and compute in fp16, the I/O contract unchanged (casts inside the graph).
+It is the file TensorRT builds for fp16 (11.x has no FP16 flag; 10.x builds it strongly typed) and it
+runs on the CPU as backend ``ort-cpu-fp16``. A model whose weights, or whose activations in the verify
+run, exceed the fp16 range is refused, naming the tensors. The entry records the error against the
+fp32 reference per output at seq 1, 64 and the config's max seq (``error_vs_seq``).
+
+Every variant is proven before it is recorded: a verify of its backend against the fp32 PyTorch
+reference at the variant's tolerance, while its files are staged in a bundle transaction. A failing (or
+interrupted) variant is deleted and never enters the manifest.
 """
 
 from __future__ import annotations
@@ -17,31 +26,51 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqdeploy._atomic import bundle_transaction, fault_point
+from seqdeploy._atomic import Transaction, bundle_transaction, fault_point
 from seqdeploy._lazy import require
 from seqdeploy.errors import Interrupted, ParityError
+from seqdeploy.feeds import make_feeds
 from seqdeploy.manifest import Bundle
+from seqdeploy.parity.compare import DEFAULT_TOLERANCES
 from seqdeploy.parity.report import ParityReport
-from seqdeploy.parity.run import VerifyOptions, verify
+from seqdeploy.parity.run import MODES, VerifyOptions, verify
 
-__all__ = ["INT8_FILE", "Int8Result", "quantize_int8"]
+__all__ = [
+    "FP16_FILES",
+    "INT8_FILE",
+    "Fp16Result",
+    "Int8Result",
+    "VariantResult",
+    "error_vs_seq",
+    "fp16_sweep",
+    "make_fp16",
+    "quantize_int8",
+    "render_error_vs_seq",
+]
 
 INT8_FILE = "model.int8.onnx"
+FP16_FILES: dict[str, str] = {"sequence": "model.fp16.onnx", "step": "step.fp16.onnx"}
+FP16_REPORT_SEQS = (1, 64)
+"""Sequence lengths of the fp16 error table, with the config's max seq (users pick fp16 or fp32 from it)."""
 
 
 @dataclass(frozen=True)
-class Int8Result:
+class VariantResult:
     """The recorded variant and the verify run that proved it."""
 
     path: Path
     entry: dict[str, Any]
     report: ParityReport
     duration_s: float
+
+
+Int8Result = VariantResult
+Fp16Result = VariantResult
 
 
 @contextlib.contextmanager
@@ -57,9 +86,37 @@ def _quiet_quantizer() -> Iterator[None]:
         root.setLevel(level)
 
 
+def _prove(bundle: Bundle, variant: str, entry: Mapping[str, Any], opts: VerifyOptions) -> ParityReport:
+    """Verify a candidate variant whose ``entry`` points at its staged files, on an in-memory manifest.
+
+    Raises:
+        Interrupted: Ctrl-C or SIGTERM during the run (nothing is recorded).
+        ParityError: The variant failed its tolerance (nothing is recorded).
+    """
+    candidate = copy.deepcopy(bundle.manifest)
+    candidate.setdefault("variants", {})[variant] = dict(entry)
+    report = verify(dataclasses.replace(bundle, manifest=candidate, identity=()), opts)
+    if report.partial:
+        raise Interrupted(f"optimize --{variant} interrupted while proving the variant; nothing was recorded")
+    if not report.passed:
+        raise ParityError(f"{variant} variant failed its tolerance (nothing was recorded): {report.summary()}", report)
+    return report
+
+
+def _record(tx: Transaction, bundle: Bundle, variant: str, entry: dict[str, Any], staged: Mapping[str, Path]) -> None:
+    """Commit the proven variant: its staged files, its manifest entry and the re-run TensorRT lint."""
+    from seqdeploy.lint import lint_manifest
+
+    manifest = copy.deepcopy(bundle.manifest)
+    manifest.setdefault("variants", {})[variant] = entry
+    lint = lint_manifest(bundle.path, manifest, "trt10", locate=staged)
+    manifest["lint"] = {**(manifest.get("lint") or {}), "trt10": lint.to_dict()}
+    tx.commit(manifest)
+
+
 def quantize_int8(
     bundle_dir: str | Path, *, allow_modified: bool = False, max_memory_gb: float | None = None
-) -> Int8Result:
+) -> VariantResult:
     """Write ``model.int8.onnx`` next to ``model.onnx``, prove it, and record it in the manifest.
 
     The candidate is written and verified inside a :func:`~seqdeploy._atomic.bundle_transaction`: the
@@ -76,7 +133,6 @@ def quantize_int8(
     quant = require("onnxruntime.quantization", extra="cpu", purpose="int8 quantization")
     onnx = require("onnx", extra="cpu")
     with bundle_transaction(bundle_dir) as tx:
-        # Loaded under the writer lock: no other writer can change the bundle until this one commits.
         bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
         src = bundle.graph_path("sequence")
         tmp = tx.stage(INT8_FILE)
@@ -88,14 +144,11 @@ def quantize_int8(
             "file": INT8_FILE,
             "graph": "sequence",
             "precision": "int8",
+            "cpu_only": True,
             "method": "onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)",
             "quantized_ops": {k: v for k, v in sorted(ops.items()) if "Quantize" in k or "Integer" in k},
             "fp32_recurrent_ops": {k: ops[k] for k in ("LSTM", "GRU", "RNN") if ops.get(k)},
         }
-        # Prove the candidate while it is still the staged file: verify runs on an in-memory bundle whose
-        # int8 variant points at it. Neither the manifest nor model.int8.onnx changes unless it passes.
-        candidate = copy.deepcopy(bundle.manifest)
-        candidate.setdefault("variants", {})["int8"] = {**entry, "file": tmp.name}
         cfg = bundle.config
         opts = VerifyOptions(
             backends=("torch", "ort-cpu-int8"),
@@ -104,13 +157,124 @@ def quantize_int8(
             modes=("full", "chunked", "batch", "padding"),
             max_memory_gb=max_memory_gb,
         )
-        report = verify(dataclasses.replace(bundle, manifest=candidate, identity=()), opts)
-        if report.partial:
-            raise Interrupted("optimize --int8 interrupted while proving the variant; nothing was recorded")
-        if not report.passed:
-            raise ParityError(f"int8 variant failed its tolerance (nothing was recorded): {report.summary()}", report)
+        report = _prove(bundle, "int8", {**entry, "file": tmp.name}, opts)
         entry["max_abs_vs_fp32"] = report.max_abs_by_tensor(bundle.specs["sequence"].output_names, mode="full")
-        manifest = copy.deepcopy(bundle.manifest)
-        manifest.setdefault("variants", {})["int8"] = entry
-        tx.commit(manifest)
-    return Int8Result(bundle.path / INT8_FILE, entry, report, time.perf_counter() - start)
+        _record(tx, bundle, "int8", entry, {INT8_FILE: tmp})
+    return VariantResult(bundle.path / INT8_FILE, entry, report, time.perf_counter() - start)
+
+
+def fp16_sweep(bundle: Bundle) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Batches and seqs the fp16 variant is proven on: batch 1 and 3 (3 exercises the batch and padding
+    modes), seq 1, 64 and the config's max seq — the points of the error table.
+    """
+    seqs = tuple(sorted({*FP16_REPORT_SEQS, bundle.config.shapes.seq[2]}))
+    return (1, 3), seqs
+
+
+def error_vs_seq(report: ParityReport, backend: str, outputs: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per seq of the run: the largest max|Δ| per output over the batches, from the ``full`` cases."""
+    rows: dict[int, dict[str, Any]] = {}
+    for c in report.cases:
+        if c.backend != backend or c.mode != "full" or c.against != "reference":
+            continue
+        row = rows.setdefault(c.seq, {"seq": c.seq, "batches": [], "max_abs": dict.fromkeys(outputs, 0.0)})
+        row["batches"] = sorted({*row["batches"], c.batch})
+        for n in outputs:
+            if n in c.tensors:
+                row["max_abs"][n] = max(row["max_abs"][n], c.tensors[n].max_abs)
+    return [rows[s] for s in sorted(rows)]
+
+
+def render_error_vs_seq(entry: Mapping[str, Any]) -> list[str]:
+    """The fp16 error table of a variant entry, as aligned text lines (empty without one)."""
+    rows = entry.get("error_vs_seq") or []
+    if not rows:
+        return []
+    names = list(rows[0]["max_abs"])
+    tol = entry.get("tolerance", {})
+    lines = [
+        f"fp16 vs fp32 torch, max|Δ| by sequence length (atol {tol.get('atol', '?')}, rtol {tol.get('rtol', '?')}):",
+        "  " + f"{'seq':>6} " + " ".join(f"{n:>10}" for n in names),
+    ]
+    lines += ["  " + f"{r['seq']:>6} " + " ".join(f"{r['max_abs'][n]:>10.2e}" for n in names) for r in rows]
+    return lines
+
+
+def make_fp16(
+    bundle_dir: str | Path,
+    *,
+    threads: int | None = None,
+    allow_modified: bool = False,
+    max_memory_gb: float | None = None,
+) -> VariantResult:
+    """Write ``model.fp16.onnx`` (+ ``step.fp16.onnx``), prove it against fp32 PyTorch, and record it.
+
+    Like int8, the files are staged and proven inside a bundle transaction: they and the manifest entry
+    appear together only after the proof passed.
+
+    Raises:
+        UsageError: ``bundle_dir`` is not an export directory (IntegrityError: it was modified).
+        BackendUnavailable: onnx/onnxruntime are not installed.
+        ExportError: A weight or an activation of the verify run exceeds the fp16 range (named), or
+            the graph cannot be converted.
+        ParityError: The fp16 variant exceeds the fp16 tolerance vs the fp32 reference.
+        Interrupted: Ctrl-C or SIGTERM before the variant was proven (nothing recorded).
+    """
+    from seqdeploy.fp16 import activation_peaks, convert_to_fp16, refuse_activations, weight_peaks
+
+    start = time.perf_counter()
+    onnx = require("onnx", extra="cpu", purpose="the fp16 variant")
+    require("onnxruntime", extra="cpu", purpose="the fp16 variant's proof")
+    with bundle_transaction(bundle_dir) as tx:
+        bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
+        graphs = [g for g in FP16_FILES if g in bundle.specs]
+        staged = {FP16_FILES[g]: tx.stage(FP16_FILES[g]) for g in graphs}
+        batches, seqs = fp16_sweep(bundle)
+        spec = bundle.specs["sequence"]
+        weights = 0.0
+        for g in graphs:
+            src = onnx.load(str(bundle.graph_path(g)))
+            weights = max([weights, *weight_peaks(src).values()])
+            onnx.save(convert_to_fp16(src), str(staged[FP16_FILES[g]]))
+        fault_point("optimize:fp16-written")
+        # The activations of the verify run, measured on the fp32 graph with the same shapes and seeds
+        # as verify's sweep, so a tensor that would overflow in fp16 is named, not just seen as inf.
+        shapes = [(b, s) for b in batches for s in seqs]
+        feeds = [make_feeds(spec, b, s, seed=i) for i, (b, s) in enumerate(shapes)]
+        peaks = activation_peaks(bundle.graph_path("sequence"), feeds, threads=threads)
+        refuse_activations(peaks)
+        tol = DEFAULT_TOLERANCES["fp16"]
+        entry: dict[str, Any] = {
+            "file": FP16_FILES["sequence"],
+            "graph": "sequence",
+            "graphs": {g: FP16_FILES[g] for g in graphs},
+            # every file of the variant, in the key the manifest's integrity check reads
+            "files": [FP16_FILES[g] for g in graphs],
+            "precision": "fp16",
+            "method": "seqdeploy.fp16.convert_to_fp16: fp16 weights and compute, fp32/int64 I/O cast inside",
+            "io": {t.name: t.dtype for t in (*spec.inputs, *spec.outputs)},
+            "tolerance": {"atol": tol.atol, "rtol": tol.rtol},
+            "weights_max_abs": weights,
+            "activations_max_abs": max(peaks.values(), default=0.0),
+        }
+        opts = VerifyOptions(
+            backends=("torch", "ort-cpu-fp16"),
+            batches=batches,
+            seqs=seqs,
+            modes=MODES,
+            threads=threads,
+            max_memory_gb=max_memory_gb,
+        )
+        names = {g: staged[FP16_FILES[g]].name for g in graphs}
+        candidate = {**entry, "file": names["sequence"], "graphs": names, "files": list(names.values())}
+        report = _prove(bundle, "fp16", candidate, opts)
+        entry["max_abs_vs_fp32"] = report.max_abs_by_tensor(spec.output_names, mode="full")
+        entry["error_vs_seq"] = error_vs_seq(report, "ort-cpu-fp16", spec.output_names)
+        entry["verified"] = {
+            "batches": list(batches),
+            "seqs": list(seqs),
+            "modes": sorted({c.mode for c in report.cases}),
+            "comparisons": len(report.cases),
+        }
+        _record(tx, bundle, "fp16", entry, staged)
+    return VariantResult(bundle.path / FP16_FILES["sequence"], entry, report, time.perf_counter() - start)

@@ -9,6 +9,9 @@ ort-cpu         ONNX Runtime, CPUExecutionProvider                     fp32     
 ort-cuda        ONNX Runtime, CUDAExecutionProvider                    fp32       ``gpu``
 ort-trt         ONNX Runtime, TensorrtExecutionProvider                fp32       ``gpu``
 ort-cpu-int8    ONNX Runtime CPU on the dynamically quantized variant  int8       ``cpu``
+ort-cpu-fp16    ONNX Runtime CPU on the fp16 variant (TensorRT's file)  fp16       ``cpu``
+                (ORT CPU has no fp16 LSTM/Gemm kernel: it casts around
+                them, so the recurrence itself runs in fp32)
 ==============  =====================================================  =========  ===========
 
 The slot for a native TensorRT runner (``trt``, next wave) is one more :class:`BackendInfo` whose
@@ -75,6 +78,24 @@ def _ort_int8(name: str, bundle: Bundle, graph: str, threads: int | None) -> Bas
     return OrtRunner(name, bundle.specs[graph], bundle.file(variant["file"]), device="cpu", threads=threads)
 
 
+def _ort_fp16(name: str, bundle: Bundle, graph: str, threads: int | None) -> BaseRunner:
+    from seqdeploy.backends.onnxrt import OrtRunner
+
+    variant = bundle.variant("fp16")
+    if variant is None:
+        raise UsageError(
+            f"backend '{name}' needs the fp16 variant, which {bundle.path} does not have; create it with "
+            f"'seqdeploy optimize {bundle.path} --fp16'"
+        )
+    files: dict[str, str] = variant.get("graphs") or {variant["graph"]: variant["file"]}
+    if graph not in files:
+        raise UsageError(
+            f"backend '{name}': the fp16 variant of {bundle.path} has no '{graph}' graph (it has {sorted(files)}); "
+            f"re-create it with 'seqdeploy optimize {bundle.path} --fp16'"
+        )
+    return OrtRunner(name, bundle.specs[graph], bundle.path / files[graph], device="cpu", threads=threads)
+
+
 def _register(*infos: BackendInfo) -> dict[str, BackendInfo]:
     table: dict[str, BackendInfo] = {}
     for info in infos:
@@ -97,6 +118,13 @@ BACKENDS: dict[str, BackendInfo] = _register(
         "ONNX Runtime CPU, dynamically quantized int8 variant",
         _ort_int8,
         graphs=("sequence",),
+    ),
+    BackendInfo(
+        "ort-cpu-fp16",
+        "fp16",
+        "cpu",
+        "ONNX Runtime CPU on the fp16 variant (the file TensorRT builds for fp16)",
+        _ort_fp16,
     ),
 )
 

@@ -48,6 +48,8 @@ class OrtRunner(BaseRunner):
         self.device = device
         self.threads = threads
         self._session: Any = None
+        self._run_options: Any = None
+        self._ort: Any = None
 
     @property
     def session(self) -> Any:
@@ -56,6 +58,7 @@ class OrtRunner(BaseRunner):
 
     def _load(self) -> None:
         ort = require("onnxruntime", extra=PROVIDERS[self.device][1], purpose=f"backend '{self.name}'")
+        self._ort = ort
         provider, extra = PROVIDERS[self.device]
         available = ort.get_available_providers()
         if provider not in available:
@@ -92,8 +95,17 @@ class OrtRunner(BaseRunner):
             )
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outs = self._session.run(list(self.spec.output_names), {n: feeds[n] for n in self.spec.input_names})
+        ort = self._ort
+        # One RunOptions per call: setting `terminate` on it (from _cancel) stops this run early.
+        self._run_options = ort.RunOptions()
+        outs = self._session.run(
+            list(self.spec.output_names), {n: feeds[n] for n in self.spec.input_names}, self._run_options
+        )
         return dict(zip(self.spec.output_names, outs, strict=True))
+
+    def _cancel(self) -> None:
+        if self._run_options is not None:
+            self._run_options.terminate = True
 
     def _unload(self) -> None:
         self._session = None

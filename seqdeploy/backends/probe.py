@@ -9,7 +9,7 @@ from seqdeploy.backends.onnxrt import PROVIDERS
 
 __all__ = ["availability"]
 
-_ORT_DEVICE = {"ort-cpu": "cpu", "ort-cpu-int8": "cpu", "ort-cuda": "cuda", "ort-trt": "trt"}
+_ORT_DEVICE = {"ort-cpu": "cpu", "ort-cpu-int8": "cpu", "ort-cpu-fp16": "cpu", "ort-cuda": "cuda", "ort-trt": "trt"}
 
 
 def availability(name: str) -> tuple[bool, str]:

@@ -121,6 +121,12 @@ def verify_cmd(
             if attempt == 2:
                 raise
     click.echo(render_table(report, failures_only=failures_only))
+    if "ort-cpu-fp16" in names and (fp16 := bundle.variant("fp16")) is not None:
+        from seqdeploy.optimize import render_error_vs_seq
+
+        # The table recorded when the variant was proven: what users choose fp16 or fp32 for T4 from.
+        for line in render_error_vs_seq(fp16):
+            click.echo(line)
     if json_path:
         write_json_atomic(json_path, report.to_dict())
     if md_path:

@@ -76,13 +76,15 @@ def external_data_files(path: Path) -> list[str]:
 def _check_graph(path: Path, spec: Any) -> None:
     import onnx
 
-    from seqdeploy.export.lint import lint_onnx
+    from seqdeploy.lint import lint_model
 
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # noqa: BLE001 - onnx raises ValidationError, InferenceError, ...
         raise ExportError(f"{path.name}: onnx checker (full) failed: {exc}") from None
-    errors = [f for f in lint_onnx(onnx.load(str(path)), spec, file=path.name) if f.severity == "error"]
+    errors = [
+        f for f in lint_model(onnx.load(str(path)), spec, target="ort", graph=path.name) if f.severity == "error"
+    ]
     if errors:
         raise ExportError(f"{path.name}: failed lint:\n  " + "\n  ".join(f"[{f.code}] {f.message}" for f in errors))
 
@@ -141,6 +143,7 @@ def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) 
     import torch
 
     from seqdeploy.export.onnx import TRACE_BATCH, TRACE_SEQ, export_onnx
+    from seqdeploy.lint import lint_manifest
     from seqdeploy.models.build import build_model, exportable, load_checkpoint, step_module
 
     model, vectors = build_model(cfg, load_vectors=checkpoint is None)
@@ -208,5 +211,7 @@ def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) 
         "batches": list(check.batches or ()),
         "seqs": list(check.seqs or ()),
     }
+    # TensorRT readiness, recorded but never fatal here: the bundle says whether it would parse.
+    manifest["lint"] = {"trt10": lint_manifest(tmp, manifest, "trt10").to_dict()}
     write_manifest(tmp / MANIFEST, manifest)
     return manifest, report

@@ -270,17 +270,24 @@ def _int8_graph(bundle: Bundle, fp32: Any, spec: IOSpec, name: str) -> _Graph:
     return _Graph(f"{name}_int8", "stateless", "int8", model, bf, None, "quantize_dynamic(QInt8) of the fp32 graph")
 
 
-def _fp16_graph(fp32: Any, spec: IOSpec, name: str) -> _Graph:
-    f16 = require("onnxruntime.transformers.float16", extra="cpu", purpose="the fp16 variant")
-    with _quiet_onnxruntime_tools():
-        # keep_io_types: the contract stays fp32 at the edges (clients never see fp16 tensors).
-        model = f16.convert_float_to_float16(fp32, keep_io_types=True)
-    from seqdeploy.package.surgery import toposort
+def _fp16_graph(bundle: Bundle, fp32: Any, spec: IOSpec, name: str) -> _Graph:
+    import onnx
 
-    toposort(model)
-    return _Graph(
-        f"{name}_fp16", "stateless", "fp16", model, batch_first_spec(spec), None, "fp16 conversion of the fp32 graph"
-    )
+    from seqdeploy.fp16 import convert_to_fp16
+    from seqdeploy.package.surgery import batch_first_graph, toposort
+
+    bf = batch_first_spec(spec)
+    variant = bundle.variant("fp16")
+    if variant is not None:
+        # The bundle's own fp16 variant (seqdeploy optimize --fp16, already proven; the file TensorRT builds
+        # for fp16): the same computation, batch-first.
+        rel = (variant.get("graphs") or {}).get("sequence") or variant["file"]
+        model = batch_first_graph(onnx.load(str(bundle.file(rel))), spec)
+        return _Graph(f"{name}_fp16", "stateless", "fp16", model, bf, None, str(rel))
+    # seqdeploy's own fp16 pass (fp32 at the edges, type-consistent; ORT's converter breaks the bi-LSTM
+    # classifier, docs/tensorrt.md) on the batch-first graph.
+    model = toposort(convert_to_fp16(fp32))
+    return _Graph(f"{name}_fp16", "stateless", "fp16", model, bf, None, "seqdeploy fp16 pass on the fp32 graph")
 
 
 def _build_graphs(bundle: Bundle, name: str, variants: tuple[str, ...]) -> tuple[list[_Graph], str | None]:
@@ -313,7 +320,7 @@ def _build_graphs(bundle: Bundle, name: str, variants: tuple[str, ...]) -> tuple
     if "int8" in variants:
         graphs.append(_int8_graph(bundle, fp32, spec, name))
     if "fp16" in variants:
-        graphs.append(_fp16_graph(fp32, spec, name))
+        graphs.append(_fp16_graph(bundle, fp32, spec, name))
     return graphs, stream_reason
 
 
@@ -517,9 +524,12 @@ def write_package(
     if archive is not None:
         _check_archive_target(archive, opts.force, out.name)
     warnings: list[str] = []
-    if "engines" in bundle.manifest or "trt" in bundle.manifest.get("variants", {}):
+    if bundle.manifest.get("trt"):
+        # The bundle's TensorRT plan (compile --plan-only) targets its own graph, whose I/O is not batch-first
+        # everywhere: an engine for Triton must be built from the packaged NAME/1/model.onnx instead.
         warnings.append(
-            "the bundle's TensorRT engines were not packaged: this seqdeploy version packages ONNX graphs only"
+            "the bundle's TensorRT plan/kit is not packaged (this version packages ONNX graphs only); build "
+            f"Triton engines from the batch-first {name}/1/model.onnx of the package, not from the bundle's graph"
         )
     seq_range = (cfg.shapes.seq[0], cfg.shapes.seq[2])
     with contextlib.ExitStack() as stack:

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from seqdeploy.lint.findings import Finding
 from seqdeploy.parity.compare import TensorDiff
 
-__all__ = ["SCHEMA_VERSION", "CaseResult", "LintFinding", "ParityReport", "Skip", "render_markdown", "render_table"]
+__all__ = ["SCHEMA_VERSION", "CaseResult", "ParityReport", "Skip", "render_markdown", "render_table"]
 
 SCHEMA_VERSION = 1
 
@@ -77,20 +78,6 @@ class Skip:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class LintFinding:
-    """A structural problem found in an ONNX graph without running it."""
-
-    severity: str  # "error" | "warning"
-    code: str
-    message: str
-    file: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"severity": self.severity, "code": self.code, "message": self.message, "file": self.file}
-
-
 @dataclass
 class ParityReport:
     """Every comparison of a verify run. ``passed`` only if all cases pass and no lint error was found."""
@@ -99,7 +86,7 @@ class ParityReport:
     backends: list[str]
     cases: list[CaseResult] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
-    lint: list[LintFinding] = field(default_factory=list)
+    lint: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     tolerances: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
@@ -182,7 +169,8 @@ class ParityReport:
             "summary": self.summary(),
             "cases": [c.to_dict() for c in self.cases],
             "skipped": [s.to_dict() for s in self.skipped],
-            "lint": [f.to_dict() for f in self.lint],
+            # `file` is the field this report always had; `graph` and `node` come with the lint layer.
+            "lint": [{**f.to_dict(), "file": f.file} for f in self.lint],
             "warnings": self.warnings,
         }
 
@@ -214,7 +202,12 @@ def _tensor_line(name: str, d: TensorDiff) -> str:
 
 def render_table(report: ParityReport, *, failures_only: bool = False) -> str:
     """The terminal rendering: cases, one ``PASSED | tensor | ...`` line per tensor, then a summary."""
-    lines = [f"{'FAILED' if f.severity == 'error' else 'WARNING'} | lint {f.code} | {f.message}" for f in report.lint]
+    lines = [
+        f"{'FAILED' if f.severity == 'error' else 'WARNING'} | lint {f.code} | {f.graph}"
+        + (f" node '{f.node}'" if f.node else "")
+        + f" | {f.message}"
+        for f in report.lint
+    ]
     for c in report.cases:
         if failures_only and c.passed:
             continue

@@ -31,9 +31,11 @@ from seqdeploy.backends import BaseRunner, get_backend, make_runner
 from seqdeploy.budget import check_sweep_budget
 from seqdeploy.errors import InputError, UsageError
 from seqdeploy.feeds import carry_state, check_feeds, make_feeds, select_rows, slice_seq
+from seqdeploy.lint.findings import Finding
 from seqdeploy.manifest import Bundle
+from seqdeploy.npz import read_npz
 from seqdeploy.parity.compare import DEFAULT_TOLERANCES, Tolerance, Tolerances, compare_tensor
-from seqdeploy.parity.report import CaseResult, LintFinding, ParityReport, Skip
+from seqdeploy.parity.report import CaseResult, ParityReport, Skip
 from seqdeploy.spec import BATCH, SEQ, IOSpec
 
 __all__ = ["MODES", "VerifyOptions", "default_sweep", "load_inputs", "verify"]
@@ -91,34 +93,37 @@ def default_sweep(shapes: tuple[tuple[int, int, int], tuple[int, int, int]]) -> 
 
 def load_inputs(path: Path, spec: IOSpec) -> Arrays:
     """Feeds from an ``.npz`` keyed by input names (never unpickled). Integer inputs are widened to
-    int64 and float64 narrowed to float32 when lossless; everything is then checked against ``spec``.
+    int64 (refusing values that do not fit) and float64/float16 narrowed or widened to float32 when
+    lossless; everything is then checked against ``spec``.
 
     Raises:
-        UsageError: The file cannot be read.
+        UsageError: The file cannot be read, or is not an ``.npz`` (the message says what it is).
         InputError: The arrays do not fit the model (names, dtypes, shapes, ids, lengths).
     """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            raw = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise UsageError(f"{path}: inputs file not found") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a readable .npz of arrays ({exc})") from None
     feeds: Arrays = {}
-    for name, value in raw.items():
-        want = spec.tensor(name).dtype if spec.has(name) else None
-        if want == "int64" and np.issubdtype(value.dtype, np.integer):
-            feeds[name] = value.astype(np.int64)
-        elif (
-            want == "float32"
-            and value.dtype == np.float64
-            and np.array_equal(value.astype(np.float32).astype(np.float64), value, equal_nan=True)
-        ):
-            feeds[name] = value.astype(np.float32)
-        else:
-            feeds[name] = value
+    for name, value in read_npz(path, what="inputs").items():
+        feeds[name] = _to_spec_dtype(name, value, spec.tensor(name).dtype if spec.has(name) else None)
     check_feeds(spec, feeds)
     return feeds
+
+
+def _to_spec_dtype(name: str, value: np.ndarray, want: str | None) -> np.ndarray:
+    """``value`` in the spec's dtype when the conversion loses nothing; otherwise unchanged (and then
+    :func:`check_feeds` reports the dtype) or an :class:`InputError` for integers that do not fit.
+    """
+    if want == "int64" and np.issubdtype(value.dtype, np.integer):
+        if value.size and value.dtype.kind == "u" and int(value.max()) > np.iinfo(np.int64).max:
+            bad = int(value.max())
+            raise InputError(
+                f"input '{name}': value {bad} does not fit int64 (the file holds {value.dtype}); token ids and "
+                "lengths must be int64 values inside the model's range"
+            )
+        return value.astype(np.int64)
+    if want == "float32" and value.dtype in (np.float64, np.float16):
+        narrowed = value.astype(np.float32)
+        if value.dtype == np.float16 or np.array_equal(narrowed.astype(np.float64), value, equal_nan=True):
+            return narrowed
+    return value
 
 
 class _Verifier:
@@ -463,26 +468,13 @@ def _check_tolerance_names(spec: IOSpec, per_tensor: Mapping[str, float]) -> Non
         )
 
 
-def _lint_bundle(b: Bundle, names: Sequence[str]) -> list[LintFinding]:
-    import onnx
+def _lint_bundle(b: Bundle, names: Sequence[str]) -> list[Finding]:
+    """The ``ort`` rules on every graph the run uses (variants only when their backend runs)."""
+    from seqdeploy.lint import graph_files, lint_manifest
 
-    from seqdeploy.export.lint import lint_onnx
-
-    files: dict[str, tuple[Path, IOSpec]] = {g: (b.graph_path(g), spec) for g, spec in b.specs.items()}
-    int8 = b.variant("int8")
-    if "ort-cpu-int8" in names and int8 is not None:
-        files["int8"] = (b.path / int8["file"], b.specs["sequence"])
-    findings = []
-    for label, (path, spec) in files.items():
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
-            findings.append(LintFinding("error", "unreadable", f"{exc}", path.name))
-            continue
-        findings.extend(
-            f for f in lint_onnx(model, spec, file=path.name) if not (label == "int8" and f.code == "no-recurrent-op")
-        )
-    return findings
+    variants = {n.split("ort-cpu-", 1)[1] for n in names if n.startswith("ort-cpu-")}
+    files = [gf.file for gf in graph_files(b.manifest) if gf.variant is None or gf.variant in variants]
+    return lint_manifest(b.path, b.manifest, "ort", only=files).findings
 
 
 def _check_finite(v: _Verifier, reference: str, batch: int, seq: int, outputs: Arrays) -> None:

@@ -25,6 +25,7 @@ def library_of(backend: str) -> str:
         "torch-cuda": "torch-cuda",
         "ort-cpu": "ort-cpu",
         "ort-cpu-int8": "ort-cpu",
+        "ort-cpu-fp16": "ort-cpu",
         "ort-cuda": "ort-cuda",
         "ort-trt": "ort-trt",
     }.get(backend, backend)

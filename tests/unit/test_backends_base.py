@@ -64,7 +64,8 @@ def test_entering_twice_is_a_bug() -> None:
 
 
 def test_registry_lists_known_backends_on_unknown_names() -> None:
-    assert set(BACKENDS) == {"torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "ort-cpu-int8"}
+    assert set(BACKENDS) == {"torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "ort-cpu-int8", "ort-cpu-fp16"}
+    assert get_backend("ort-cpu-fp16").precision == "fp16"
     assert get_backend("ort-cpu-int8").precision == "int8"
     with pytest.raises(UsageError, match="known backends: torch, torch-cuda, ort-cpu"):
         get_backend("trt")

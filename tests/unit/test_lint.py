@@ -1,4 +1,4 @@
-"""Structural ONNX lints: seqdeploy/export/lint.py ``lint_onnx``."""
+"""Graph rules of the lint layer: seqdeploy/lint/rules.py ``lint_model`` on hand-made graphs (target ort)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from seqdeploy.config_io import config_from_dict
-from seqdeploy.export.lint import RECURRENT_OPS, lint_onnx
+from seqdeploy.lint import RECURRENT_OPS, lint_model
 from seqdeploy.spec import IOSpec, TensorSpec, spec_from_config
 from tests.conftest import tiny_config, tiny_raw
 
@@ -80,11 +80,11 @@ def _model(
 
 
 def _codes(model: onnx.ModelProto, spec: IOSpec) -> list[str]:
-    return [f.code for f in lint_onnx(model, spec)]
+    return [f.code for f in lint_model(model, spec)]
 
 
 def _only(model: onnx.ModelProto, spec: IOSpec, code: str, severity: str = "error") -> str:
-    found = lint_onnx(model, spec, file="model.onnx")
+    found = lint_model(model, spec, graph="model.onnx")
     assert [f.code for f in found] == [code], [f.to_dict() for f in found]
     assert found[0].severity == severity
     assert found[0].file == "model.onnx"
@@ -102,7 +102,7 @@ def _only(model: onnx.ModelProto, spec: IOSpec, code: str, severity: str = "erro
 def test_clean_graph_has_no_findings(spec: IOSpec, cell: str):
     model = _model(spec, cell=cell)
     onnx.checker.check_model(model, full_check=True)  # the hand-made graph is itself valid ONNX
-    assert lint_onnx(model, spec) == []
+    assert lint_model(model, spec) == []
 
 
 def test_initializers_listed_as_inputs_are_ignored():
@@ -111,7 +111,7 @@ def test_initializers_listed_as_inputs_are_ignored():
     inputs = [_vi(t) for t in spec.inputs] + [
         helper.make_tensor_value_info(w.name, TensorProto.FLOAT, list(w.dims)) for w in weights
     ]
-    assert lint_onnx(_model(spec, inputs=inputs), spec) == []
+    assert lint_model(_model(spec, inputs=inputs), spec) == []
 
 
 # ------------------------------------------------------------------------------------------------- rules
@@ -142,7 +142,7 @@ def test_io_dtype_int32_ids():
     spec = spec_from_config(tiny_config(embedding={"vocab_size": 9, "dim": 5}))
     inputs = [_vi(spec.tensor("input"), elem=TensorProto.INT32), _vi(spec.tensor("h0")), _vi(spec.tensor("c0"))]
     model = _model(spec, [], inputs=inputs)  # no nodes: only the I/O matters here
-    found = lint_onnx(model, spec)
+    found = lint_model(model, spec)
     assert [f.code for f in found] == ["io-dtype", "no-recurrent-op"]
     assert found[0].message == "'input' is int32 in the graph, expected int64"
 
@@ -179,7 +179,7 @@ def test_symbolic_name_other_than_spec_is_accepted():
     # a dynamic dim with another symbolic name (e.g. exporter-generated) is still dynamic
     spec = LSTM
     inputs = [_vi(spec.tensor("input"), dims=["s", "b", 5]), _vi(spec.tensor("h0")), _vi(spec.tensor("c0"))]
-    assert lint_onnx(_model(spec, inputs=inputs), spec) == []
+    assert lint_model(_model(spec, inputs=inputs), spec) == []
 
 
 def test_gru_linear_before_reset():
@@ -250,13 +250,13 @@ def test_sequence_lens_no_fifth_input():
     node = helper.make_node("LSTM", ["input", "W", "R", "B"], ["Y", "h_n", "c_n"], name="short", hidden_size=4)
     nodes = [node, helper.make_node("Squeeze", ["Y", "axes"], ["output"])]
     model = _model(spec, nodes, extra_init=[*_weights("LSTM"), axes])
-    found = lint_onnx(model, spec)
+    found = lint_model(model, spec)
     assert [f.code for f in found] == ["sequence-lens"]
     assert "'short'" in found[0].message
 
 
 def test_sequence_lens_not_required_without_lengths():
-    assert lint_onnx(_model(LSTM, seq_lens=""), LSTM) == []
+    assert lint_model(_model(LSTM, seq_lens=""), LSTM) == []
 
 
 def test_no_recurrent_op():
@@ -267,7 +267,7 @@ def test_no_recurrent_op():
         helper.make_node("Identity", ["h0"], ["h_n"]),
         helper.make_node("Identity", ["c0"], ["c_n"]),
     ]
-    found = lint_onnx(_model(spec, nodes, extra_init=[w]), spec)
+    found = lint_model(_model(spec, nodes, extra_init=[w]), spec)
     assert [f.code for f in found] == ["no-recurrent-op"]
     assert found[0].severity == "error"
     assert "'seq' is fixed" in found[0].message
@@ -281,7 +281,7 @@ def test_no_recurrent_op_not_required_for_step_graph():
         helper.make_node("Identity", ["h0"], ["h_n"]),
         helper.make_node("Identity", ["c0"], ["c_n"]),
     ]
-    assert lint_onnx(_model(spec, nodes, extra_init=[w]), spec) == []
+    assert lint_model(_model(spec, nodes, extra_init=[w]), spec) == []
 
 
 def _loop_model(spec: IOSpec, body_nodes: list[onnx.NodeProto]) -> onnx.ModelProto:
@@ -308,7 +308,7 @@ def test_loop_op_warning_and_recurrent_op_in_subgraph():
     spec = LSTM
     inner = _rnn_node(spec)
     body_nodes = [inner, helper.make_node("Identity", ["cond_in"], ["cond_out"])]
-    found = lint_onnx(_loop_model(spec, body_nodes), spec)
+    found = lint_model(_loop_model(spec, body_nodes), spec)
     # the LSTM inside the Loop body counts as a native recurrent op: only the warning remains
     assert [(f.severity, f.code) for f in found] == [("warning", "loop-op")]
     assert found[0].message.startswith("Loop node 'loop': Loop/Scan graphs")
@@ -318,7 +318,7 @@ def test_rules_apply_inside_subgraphs():
     spec = GRU
     inner = _rnn_node(spec, "GRU", linear_before_reset=0)
     body_nodes = [inner, helper.make_node("Identity", ["cond_in"], ["cond_out"])]
-    found = lint_onnx(_loop_model(LSTM, body_nodes), LSTM)
+    found = lint_model(_loop_model(LSTM, body_nodes), LSTM)
     assert sorted(f.code for f in found) == ["gru-linear-before-reset", "loop-op"]
 
 
@@ -341,7 +341,7 @@ def test_scan_is_flagged_too():
 
 
 def test_several_findings_reported_together():
-    found = lint_onnx(_model(LSTM, layout=1, input_forget=1), LSTM)
+    found = lint_model(_model(LSTM, layout=1, input_forget=1), LSTM)
     assert [f.code for f in found] == ["rnn-layout", "lstm-input-forget"]
     assert all(f.to_dict()["severity"] == "error" for f in found)
 
@@ -362,5 +362,5 @@ def test_real_export_lints_clean(export_tiny, overrides):
     path = export_tiny(**overrides)
     model = onnx.load(str(path / "model.onnx"))
     spec = spec_from_config(config_from_dict(tiny_raw(**overrides)))
-    assert lint_onnx(model, spec) == []
+    assert lint_model(model, spec) == []
     assert {n.op_type for n in model.graph.node} & RECURRENT_OPS

@@ -1,0 +1,391 @@
+"""Graph rules: facts about one ONNX graph, checked without running it, per target.
+
+Each rule catches a known *silent* failure or a known parser rejection
+(``../shared/docs/pitfalls-and-acceptance.md``, ``../shared/docs/tensorrt-notes.md``). ``ort`` holds
+the export's own checks; the TensorRT targets add the parser's rules. Severity per target
+(``E`` error, ``W`` warning, ``-`` not checked):
+
+=======================  ===  =====  =====  ====================================================================
+code                     ort  trt10  trt11  what
+=======================  ===  =====  =====  ====================================================================
+io-names                 E    E      E      graph inputs/outputs are not exactly the IOSpec's, in order
+io-dtype                 E    E      E      a graph input/output has another element type than the IOSpec
+static-dim               E    E      E      a named dynamic axis is fixed in the graph (e.g. ``h0`` batch baked)
+dim-mismatch             E    E      E      a static dim differs from the IOSpec
+gru-linear-before-reset  E    E      E      a GRU node without ``linear_before_reset=1`` (PyTorch semantics)
+training-op              E    E      E      Dropout left in the graph, or a node in training mode
+rnn-layout               E    E      E      ``layout != 0`` (TensorRT's parser rejects it for LSTM and silently
+                                            reads GRU/RNN as layout 0)
+lstm-input-forget        E    E      E      ``input_forget != 0`` (not PyTorch's LSTM; TensorRT rejects it)
+sequence-lens            E    E      E      with a ``lengths`` input, a recurrent node without ``sequence_lens``
+no-recurrent-op          E    E      E      a sequence graph without a native recurrent op (``seq`` unrolled)
+loop-op                  W    W      W      ``Loop``/``Scan``: weak spots of TensorRT and its ORT provider
+fp16-range               E    E      E      an fp16 weight or constant is inf/NaN (it overflowed 65504); in an
+                                            fp32 graph, a weight beyond 65504 is a warning (no fp16 variant)
+rnn-activations          -    E      E      a bidirectional op whose forward and reverse activations (or
+                                            alpha/beta) differ: the parser needs them equal
+opset-range              -    E      E      the default-domain opset is outside the parser's table
+custom-domain-op         -    E      E      an op outside the ONNX domain (``com.microsoft`` contrib ops such as
+                                            the int8 variant's ``DynamicQuantizeLSTM``): no TensorRT importer
+loop-dynamic-scan        -    E      E      a ``Loop`` with scan outputs whose length is only known at run time
+rnn-initial-state        -    E      E      an fp16 recurrent op without explicit ``initial_h``/``initial_c``: the
+                                            parser makes FLOAT zeros, which a strongly typed fp16 network rejects
+=======================  ===  =====  =====  ====================================================================
+
+Rules work on an ``onnx.ModelProto`` and need no spec for the graph-internal rules; the I/O rules run
+only when an :class:`~seqdeploy.spec.IOSpec` is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from seqdeploy.lint.findings import Finding, Severity
+from seqdeploy.lint.targets import Target, get_target
+from seqdeploy.spec import IOSpec
+
+__all__ = ["FP16_MAX", "RECURRENT_OPS", "RULES", "TENSORRT_RULES", "lint_model", "recurrent_precision"]
+
+RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN", "DynamicQuantizeLSTM"})
+FP16_MAX = 65504.0
+"""The largest finite float16."""
+
+_ELEM_TYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64"}
+_FLOAT, _FLOAT16 = 1, 10
+_ONNX_DOMAINS = ("", "ai.onnx")
+
+# code -> severity per target; a target missing from a row does not run that rule.
+_ALL_E: dict[str, Severity] = {"ort": "error", "trt10": "error", "trt11": "error"}
+_TRT_E: dict[str, Severity] = {"trt10": "error", "trt11": "error"}
+RULES: dict[str, dict[str, Severity]] = {
+    "io-names": _ALL_E,
+    "io-dtype": _ALL_E,
+    "static-dim": _ALL_E,
+    "dim-mismatch": _ALL_E,
+    "gru-linear-before-reset": _ALL_E,
+    "training-op": _ALL_E,
+    "rnn-layout": _ALL_E,
+    "lstm-input-forget": _ALL_E,
+    "sequence-lens": _ALL_E,
+    "no-recurrent-op": _ALL_E,
+    "loop-op": {"ort": "warning", "trt10": "warning", "trt11": "warning"},
+    "fp16-range": _ALL_E,
+    "rnn-activations": _TRT_E,
+    "opset-range": _TRT_E,
+    "custom-domain-op": _TRT_E,
+    "loop-dynamic-scan": _TRT_E,
+    "rnn-initial-state": _TRT_E,
+}
+TENSORRT_RULES = frozenset(code for code, sev in RULES.items() if "ort" not in sev)
+"""Rules that only the TensorRT targets run (a CPU-only variant downgrades them to warnings)."""
+
+
+def _attr(node: Any, name: str, default: Any) -> Any:
+    """An attribute's value (int, float, string, or a list of those), or ``default``."""
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            value = onnx.helper.get_attribute_value(a)
+            if isinstance(value, bytes):
+                return value.decode()
+            if isinstance(value, list):
+                return [v.decode() if isinstance(v, bytes) else v for v in value]
+            return value
+    return default
+
+
+def _walk(graph: Any) -> Iterator[tuple[Any, Any]]:
+    """Every ``(node, graph it belongs to)``, subgraphs (Loop/Scan/If bodies) included."""
+    for node in graph.node:
+        yield node, graph
+        for a in node.attribute:
+            if a.HasField("g"):
+                yield from _walk(a.g)
+            for g in a.graphs:
+                yield from _walk(g)
+
+
+def _label(node: Any) -> str:
+    return f"{node.op_type} node '{node.name}'"
+
+
+def _elem_types(model: Any) -> dict[str, int]:
+    """Element type of every tensor whose type is known or inferable (initializers, I/O, value_info)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference is best effort here; the declared types remain
+        inferred = model
+    g = inferred.graph
+    types = {i.name: i.data_type for i in g.initializer}
+    for v in (*g.input, *g.output, *g.value_info):
+        if v.type.HasField("tensor_type"):
+            types.setdefault(v.name, v.type.tensor_type.elem_type)
+    for node, _ in _walk(g):
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    types[node.output[0]] = a.t.data_type
+    return types
+
+
+def recurrent_precision(node: Any, types: dict[str, int]) -> str | None:
+    """``"float16"``/``"float32"`` of a recurrent node (from ``W``, else ``X``), or ``None`` if unknown."""
+    for slot in (1, 0):
+        if len(node.input) > slot and node.input[slot] in types:
+            return _ELEM_TYPES.get(types[node.input[slot]])
+    return None
+
+
+def lint_model(
+    model: Any,
+    spec: IOSpec | None = None,
+    *,
+    target: str | Target = "ort",
+    graph: str = "",
+) -> list[Finding]:
+    """Lint an ``onnx.ModelProto`` for ``target``; returns every finding (empty = clean).
+
+    Args:
+        model: The graph.
+        spec: Its IOSpec; without one the I/O rules and the kind-dependent rules (``no-recurrent-op``,
+            ``sequence-lens`` when there is no ``lengths`` graph input) are skipped.
+        target: ``ort``, ``trt10``, ``trt11`` (or a :class:`Target`).
+        graph: The file name to put in each finding.
+    """
+    tgt = target if isinstance(target, Target) else get_target(target)
+    found: list[Finding] = []
+
+    def add(code: str, node: str, message: str, severity: Severity | None = None) -> None:
+        table = RULES[code]
+        if tgt.name in table:
+            found.append(Finding(code, severity or table[tgt.name], graph, node, message))
+
+    if spec is not None:
+        _io_rules(model, spec, add)
+    types = _elem_types(model)
+    nodes = list(_walk(model.graph))
+    recurrent = [n for n, _ in nodes if n.op_type in RECURRENT_OPS]
+    for n, owner in nodes:
+        _node_rules(n, owner, types, add)
+    if spec is not None and spec.kind == "sequence" and not recurrent:
+        add(
+            "no-recurrent-op",
+            "",
+            "the sequence graph has no native LSTM/GRU/RNN op: the recurrence was unrolled over the traced "
+            "length, so 'seq' is fixed. Export cell stacks through seqdeploy (it converts them to modules).",
+        )
+    has_lengths = spec.has("lengths") if spec is not None else any(i.name == "lengths" for i in model.graph.input)
+    if has_lengths:
+        for n in recurrent:
+            if not (n.input[4] if len(n.input) > 4 else ""):
+                add(
+                    "sequence-lens",
+                    n.name,
+                    f"{n.op_type} node '{n.name}' has no sequence_lens input although the graph takes 'lengths': "
+                    "padded steps would be processed as data and h_n/c_n taken at the padded end",
+                )
+    if tgt.tensorrt:
+        _opset_rule(model, tgt, add)
+    _fp16_range_rule(model, recurrent, types, add)
+    return found
+
+
+Add = Callable[..., None]
+
+
+def _io_rules(model: Any, spec: IOSpec, add: Add) -> None:
+    g = model.graph
+    initializers = {i.name for i in g.initializer}
+    graph_inputs = [i for i in g.input if i.name not in initializers]
+    for kind, actual, expected in (("inputs", graph_inputs, spec.inputs), ("outputs", list(g.output), spec.outputs)):
+        names = [v.name for v in actual]
+        if names != [t.name for t in expected]:
+            add("io-names", "", f"graph {kind} are {names}, expected {[t.name for t in expected]}")
+            continue
+        for v, t in zip(actual, expected, strict=True):
+            tt = v.type.tensor_type
+            dtype = _ELEM_TYPES.get(tt.elem_type, f"elem_type {tt.elem_type}")
+            if dtype != t.dtype:
+                add("io-dtype", "", f"'{t.name}' is {dtype} in the graph, expected {t.dtype}")
+            dims = list(tt.shape.dim)
+            if len(dims) != t.rank:
+                add("dim-mismatch", "", f"'{t.name}' has rank {len(dims)} in the graph, expected {t.rank}")
+                continue
+            for axis, (d, want) in enumerate(zip(dims, t.dims, strict=True)):
+                if isinstance(want, str):
+                    if d.HasField("dim_value"):
+                        add(
+                            "static-dim",
+                            "",
+                            f"'{t.name}' axis {axis} ('{want}') is fixed to {d.dim_value} in the graph; it must be "
+                            f"dynamic, or the model only runs (or silently miscomputes) at {want}={d.dim_value}",
+                        )
+                elif d.HasField("dim_value") and d.dim_value != want:
+                    add("dim-mismatch", "", f"'{t.name}' axis {axis} is {d.dim_value} in the graph, expected {want}")
+
+
+def _node_rules(n: Any, owner: Any, types: dict[str, int], add: Add) -> None:
+    label = _label(n)
+    op = n.op_type
+    if n.domain not in _ONNX_DOMAINS:
+        why = (
+            "an ONNX Runtime contrib op: TensorRT's ONNX parser has no importer for it. The int8 variant "
+            "(DynamicQuantizeLSTM) is a CPU-only path; build TensorRT engines from model.onnx or model.fp16.onnx"
+            if n.domain == "com.microsoft"
+            else "TensorRT's ONNX parser only imports ONNX-domain ops (plugins aside)"
+        )
+        add("custom-domain-op", n.name, f"{label} is in domain '{n.domain}': {why}")
+    if op == "GRU" and _attr(n, "linear_before_reset", 0) != 1:
+        add(
+            "gru-linear-before-reset",
+            n.name,
+            f"{label} has linear_before_reset={_attr(n, 'linear_before_reset', 0)}; PyTorch GRUs need 1 "
+            "(the reset gate applies after the recurrent matmul). Re-export with the TorchScript exporter.",
+        )
+    if op == "Dropout":
+        add("training-op", n.name, f"{label}: Dropout left in the graph; export the model in eval() mode")
+    if op == "BatchNormalization" and _attr(n, "training_mode", 0):
+        add("training-op", n.name, f"{label} is in training mode; export in eval() mode")
+    if op in ("LSTM", "GRU", "RNN") and _attr(n, "layout", 0) != 0:
+        add(
+            "rnn-layout",
+            n.name,
+            f"{label} has layout=1 (batch-major); TensorRT's ONNX parser only accepts "
+            "layout=0. Express batch_first with Transposes.",
+        )
+    if op == "LSTM" and _attr(n, "input_forget", 0) != 0:
+        add("lstm-input-forget", n.name, f"{label} has input_forget=1, which is not PyTorch's LSTM")
+    if op in ("Loop", "Scan"):
+        add("loop-op", n.name, f"{label}: Loop/Scan graphs are weak spots of TensorRT and its ORT provider")
+    if op == "Loop":
+        _loop_scan_rule(n, owner, add)
+    if op in ("LSTM", "GRU", "RNN"):
+        _activations_rule(n, add)
+        _initial_state_rule(n, types, add)
+
+
+def _activations_rule(n: Any, add: Add) -> None:
+    if _attr(n, "direction", "forward") != "bidirectional":
+        return
+    per_dir = {"LSTM": 3, "GRU": 2, "RNN": 1}[n.op_type]
+    acts = [str(a).lower() for a in _attr(n, "activations", [])]
+    problems = []
+    if acts and (len(acts) != 2 * per_dir or acts[:per_dir] != acts[per_dir:]):
+        problems.append(f"activations forward {acts[:per_dir]} vs reverse {acts[per_dir:]}")
+    for name in ("activation_alpha", "activation_beta"):
+        vals = [float(v) for v in _attr(n, name, [])]
+        half = len(vals) // 2
+        if vals and (len(vals) % 2 or vals[:half] != vals[half:]):
+            problems.append(f"{name} forward {vals[:half]} vs reverse {vals[half:]}")
+    if problems:
+        add(
+            "rnn-activations",
+            n.name,
+            f"{_label(n)} is bidirectional with different directions: {'; '.join(problems)}. TensorRT's parser "
+            "needs the same activations both ways (NVIDIA/TensorRT#1417); PyTorch modules always export equal ones.",
+        )
+
+
+def _initial_state_rule(n: Any, types: dict[str, int], add: Add) -> None:
+    if recurrent_precision(n, types) != "float16":
+        return
+    slots = {5: "initial_h", 6: "initial_c"} if n.op_type == "LSTM" else {5: "initial_h"}
+    missing = [name for slot, name in slots.items() if not (n.input[slot] if len(n.input) > slot else "")]
+    if missing:
+        add(
+            "rnn-initial-state",
+            n.name,
+            f"{_label(n)} is fp16 but has no {' / '.join(missing)} input: TensorRT's parser creates FLOAT "
+            "zeros for a missing state, which a strongly typed fp16 network rejects (mixed types). Feed "
+            "explicit fp16 states (seqdeploy optimize --fp16 inserts zero states when a graph lacks them).",
+        )
+
+
+def _constants(graph: Any) -> set[str]:
+    names = {i.name for i in graph.initializer}
+    names |= {n.output[0] for n in graph.node if n.op_type == "Constant" and n.output}
+    return names
+
+
+def _loop_scan_rule(n: Any, owner: Any, add: Add) -> None:
+    carried = len(n.input) - 2
+    scans = len(n.output) - carried
+    if scans <= 0:
+        return
+    consts = _constants(owner)
+    trip = n.input[0] if n.input else ""
+    cond = n.input[1] if len(n.input) > 1 else ""
+    reasons = []
+    if not trip or trip not in consts:
+        reasons.append("its trip count is computed at run time" if trip else "it has no trip count")
+    body = next((a.g for a in n.attribute if a.name == "body"), None)
+    if cond or body is None:
+        body_cond_in = body.input[1].name if body is not None and len(body.input) > 1 else ""
+        body_cond_out = body.output[0].name if body is not None and body.output else ""
+        passthrough = body_cond_out == body_cond_in or any(
+            b.op_type == "Identity" and b.output[0] == body_cond_out and b.input[0] == body_cond_in
+            for b in (body.node if body is not None else [])
+        )
+        if not passthrough:
+            reasons.append("its condition can end it early")
+    if reasons:
+        add(
+            "loop-dynamic-scan",
+            n.name,
+            f"{_label(n)} has {scans} scan output(s) whose length is only known at run time "
+            f"({' and '.join(reasons)}); TensorRT's parser requires scan outputs of a build-time length. "
+            "Export native LSTM/GRU/RNN ops instead of a scripted loop.",
+        )
+
+
+def _opset_rule(model: Any, tgt: Target, add: Add) -> None:
+    if tgt.opsets is None:
+        return
+    lo, hi = tgt.opsets
+    for o in model.opset_import:
+        if o.domain in _ONNX_DOMAINS and not lo <= o.version <= hi:
+            add(
+                "opset-range",
+                "",
+                f"the graph uses ONNX opset {o.version}; TensorRT {tgt.line}'s ONNX parser table covers opsets "
+                f"{lo}-{hi}. Re-export with [export] opset inside that range (seqdeploy's default is 17).",
+            )
+
+
+def _fp16_range_rule(model: Any, recurrent: list[Any], types: dict[str, int], add: Add) -> None:
+    import numpy as np
+    from onnx import numpy_helper
+
+    fp16_graph = any(recurrent_precision(n, types) == "float16" for n in recurrent)
+    tensors = [(i.name, i) for i in model.graph.initializer]
+    for node, _ in _walk(model.graph):
+        if node.op_type == "Constant":
+            tensors.extend((node.output[0], a.t) for a in node.attribute if a.name == "value")
+    for name, t in tensors:
+        if t.data_type not in (_FLOAT, _FLOAT16) or t.data_location == 1:  # external data: not loaded here
+            continue
+        arr = numpy_helper.to_array(t)
+        if arr.size == 0:
+            continue
+        if t.data_type == _FLOAT16 and not np.isfinite(arr).all():
+            bad = int(arr.size - np.isfinite(arr).sum())
+            add(
+                "fp16-range",
+                "",
+                f"fp16 tensor '{name}' holds {bad} inf/NaN value(s): a value beyond the fp16 range (65504) "
+                "overflowed when it was converted. Rescale the weights or keep the model fp32.",
+            )
+        elif t.data_type == _FLOAT and not fp16_graph:
+            peak = float(np.abs(arr).max())
+            if peak > FP16_MAX:
+                add(
+                    "fp16-range",
+                    "",
+                    f"weight '{name}' reaches |x| = {peak:.6g}, beyond the fp16 range (65504): this graph has "
+                    "no fp16 form (seqdeploy optimize --fp16 refuses it); TensorRT builds it in fp32 only.",
+                    "warning",
+                )
