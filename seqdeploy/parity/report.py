@@ -101,6 +101,8 @@ class ParityReport:
     skipped: list[Skip] = field(default_factory=list)
     lint: list[LintFinding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the reader must know to read the report (e.g. that the reference is the user's own module)."""
     tolerances: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
@@ -184,6 +186,7 @@ class ParityReport:
             "skipped": [s.to_dict() for s in self.skipped],
             "lint": [f.to_dict() for f in self.lint],
             "warnings": self.warnings,
+            "notes": self.notes,
         }
 
 
@@ -214,7 +217,8 @@ def _tensor_line(name: str, d: TensorDiff) -> str:
 
 def render_table(report: ParityReport, *, failures_only: bool = False) -> str:
     """The terminal rendering: cases, one ``PASSED | tensor | ...`` line per tensor, then a summary."""
-    lines = [f"{'FAILED' if f.severity == 'error' else 'WARNING'} | lint {f.code} | {f.message}" for f in report.lint]
+    lines = [f"NOTE: {n}" for n in report.notes]
+    lines += [f"{'FAILED' if f.severity == 'error' else 'WARNING'} | lint {f.code} | {f.message}" for f in report.lint]
     for c in report.cases:
         if failures_only and c.passed:
             continue
@@ -251,6 +255,7 @@ def render_markdown(report: ParityReport) -> str:
         "",
         f"Reference: `{report.reference}`; backends: {', '.join(f'`{b}`' for b in report.backends)}; "
         f"seed {report.seed}; {report.duration_s:.1f} s.",
+        *(f"\n*Note:* {n}" for n in report.notes),
         "",
         "| mode | backend | vs | batch | seq | tensor | max_abs | max_rel | p99_abs | atol | rtol | result |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
