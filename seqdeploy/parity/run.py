@@ -652,11 +652,14 @@ def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> Non
         why = (
             "the backward direction of a bidirectional model needs the whole sequence"
             if b.bidirectional
+            else "the module has no state pairs ([io] call / [io] state)"
+            if b.is_python
             else "the graph has no state inputs (export.initial_state = false)"
         )
         report.skipped.append(Skip("chunked", why))
     if "padding" in want and not spec.has("lengths"):
-        report.skipped.append(Skip("padding", "the model has no 'lengths' input (export.lengths = false)"))
+        where = "no 'lengths' in [io] call" if b.is_python else "export.lengths = false"
+        report.skipped.append(Skip("padding", f"the model has no 'lengths' input ({where})"))
     if "identities" in want and b.is_python:
         report.skipped.append(
             Skip("identities", "output is your module's (source = 'python'): no identity with h_n is known")
@@ -665,7 +668,8 @@ def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> Non
         report.skipped.append(Skip("identities", f"output is a '{m.head.task}' head, not the recurrent output"))
     has_step = "step" in b.specs
     if "step" in want and not has_step:
-        report.skipped.append(Skip("step", "no step graph in this export (export with --step)"))
+        how = "source = 'python' bundles have none" if b.is_python else "export with --step"
+        report.skipped.append(Skip("step", f"no step graph in this export ({how})"))
     step_names = [n for n in names if "step" in get_backend(n).graphs] if has_step and "step" in want else []
     for n in names:
         if has_step and "step" in want and n not in step_names:
