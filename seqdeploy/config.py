@@ -141,6 +141,9 @@ class ModelConfig:
     the config's directory). A file entry's own directory is always searched first."""
 
     def __post_init__(self) -> None:
+        if not 0 <= self.seed < 2**63:
+            # torch.manual_seed and numpy's default_rng (OOV vectors) both need it.
+            raise _fail("seed", f"expected an int in [0, 2**63 - 1], got {self.seed}")
         if self.source == "python":
             self._check_python()
             return
@@ -541,6 +544,9 @@ class InputDecl:
                 raise _fail("range", f"only for integer inputs (dtype 'int64' or 'int32'), not '{self.dtype}'")
             if self.range[0] > self.range[1]:
                 raise _fail("range", f"expected [low, high] with low <= high, got {list(self.range)}")
+            bits = 63 if self.dtype == "int64" else 31
+            if self.range[0] < -(2**bits) or self.range[1] >= 2**bits - 1:
+                raise _fail("range", f"{list(self.range)} does not fit {self.dtype}")
 
 
 LENGTHS_DECL = InputDecl(dims=("batch",), dtype="int64")

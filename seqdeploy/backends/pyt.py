@@ -90,13 +90,21 @@ class TorchRunner(BaseRunner):
         self._module = self._module.to(self.device).eval()
 
     def _user_module(self) -> nn.Module:
-        from seqdeploy.errors import CheckpointError
+        from seqdeploy.errors import CheckpointError, ConfigError, UsageError
         from seqdeploy.models.checkpoint import read_state_dict
         from seqdeploy.models.user import build_user_model
 
         if self.spec.kind != "sequence":
             raise BackendUnavailable(f"backend '{self.name}': a source = 'python' model has only a sequence graph")
-        model, info = build_user_model(self.config)
+        try:
+            model, info = build_user_model(self.config)
+        except (ConfigError, UsageError) as exc:
+            # Raised while rebuilding from a bundle, not while reading a config: say where the entry came
+            # from and what to do when the module cannot be imported here.
+            raise UsageError(
+                f"backend '{self.name}': cannot rebuild your module from the bundle's manifest: {exc}. Without "
+                "it, check the deployment with --no-import --expected FILE.npz (outputs of your own model)"
+            ) from None
         if self.weights is not None:
             state, _, _ = read_state_dict(self.weights)
             try:

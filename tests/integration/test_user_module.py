@@ -205,7 +205,12 @@ def test_expected_outputs_pass_for_the_users_model_and_fail_for_another(tmp_path
     assert "NOTE: the torch reference" not in text
     code, text = run("verify", str(out), "--expected", str(good))
     assert code == 2, text
-    assert "raised RuntimeError: imported!" in text
+    assert "backend 'torch': cannot rebuild your module" in text and "raised RuntimeError: imported!" in text
+    (tmp_path / "net.py").unlink()  # the bundle read where the source is not
+    code, text = run("verify", str(out), "--batch", "2", "--seq", "3")
+    assert code == 2, text
+    assert "net.py: the module's source file is gone since export" in text or "does not exist" in text
+    assert "--no-import --expected FILE.npz" in text
 
 
 def test_no_import_refuses_the_torch_reference(tmp_path: Path):

@@ -155,6 +155,8 @@ def test_bad_calls_name_the_key(call: str, fragment: str):
         (lambda r: r["io"]["inputs"]["h0"].update(dims=[1.5]), "io.inputs.h0.dims[0]: expected int or string"),
         (lambda r: r["io"]["inputs"]["h0"].update(range=[0, 3]), "range: only for integer inputs"),
         (lambda r: r["io"]["inputs"]["input"].update(range=[5, 1]), "low <= high"),
+        (lambda r: r["io"]["inputs"]["input"].update(range=[0, 2**63 - 1]), "does not fit int64"),
+        (lambda r: r["model"].update(seed=-1), "model.seed: expected an int in [0, 2**63 - 1], got -1"),
         (lambda r: r["io"]["inputs"]["input"].update(dtype="float64"), "io.inputs.input.dtype: expected one of"),
         (lambda r: r["io"].update(state={"h0": "nope"}), "io.state.h0: 'nope' is not a return value"),
         (lambda r: r["io"].update(state={"input": "h_n"}), "io.state.input: expected a state argument"),
