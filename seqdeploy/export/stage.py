@@ -281,8 +281,7 @@ def _build_python(cfg: PipelineConfig, checkpoint: str | Path | None, max_memory
     # Absolute paths: verify rebuilds the module from the manifest alone, wherever the bundle is read from.
     config["model"]["entry"] = info.resolved.text
     config["model"]["python_path"] = list(info.resolved.search_path)
-    if not layers:
-        messages.append("WARNING: no nn.RNN/GRU/LSTM (or *Cell) submodule found in your module")
+    warnings = [] if layers else ["no nn.RNN/GRU/LSTM (or *Cell) submodule found in your module"]
     return _Built(
         {"sequence": spec},
         {"sequence": model},
@@ -290,7 +289,7 @@ def _build_python(cfg: PipelineConfig, checkpoint: str | Path | None, max_memory
         config,
         {"user_module": user_module, "embedding_vectors": None, "checkpoint_load": ckpt.to_dict() if ckpt else None},
         messages,
-        [],
+        warnings,
         lambda report: _explain_python_failure(report, layers),
     )
 
