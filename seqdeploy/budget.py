@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from seqdeploy.errors import ResourceLimitError, UsageError
 
 if TYPE_CHECKING:
     from seqdeploy.config import ModelConfig, PipelineConfig
-    from seqdeploy.spec import IOSpec
+    from seqdeploy.spec import IOSpec, TensorSpec
 
 __all__ = [
     "ENV_VAR",
@@ -31,6 +31,7 @@ __all__ = [
     "check_bytes",
     "check_export_budget",
     "check_sweep_budget",
+    "check_user_model_budget",
     "format_bytes",
     "memory_limit_bytes",
     "parameter_count",
@@ -88,7 +89,12 @@ def memory_limit_bytes(max_memory_gb: float | None = None) -> int:
 
 
 def parameter_count(model: ModelConfig) -> int:
-    """Parameters of a zoo model: embedding, every recurrent layer and direction, and the head."""
+    """Parameters of a zoo model: embedding, every recurrent layer and direction, and the head.
+
+    A ``source = "python"`` model has no sizes in its config: it is measured by building it on the meta
+    device (:func:`seqdeploy.models.user.meta_parameter_bytes`) and checked with
+    :func:`check_user_model_budget`.
+    """
     gates = {"rnn": 1, "gru": 3, "lstm": 4}[model.base_cell]
     dirs = model.num_directions
     total = 0
@@ -115,7 +121,7 @@ def activation_bytes(spec: IOSpec, batch: int, seq: int, model: ModelConfig | No
         for d in t.dims:
             n *= d if isinstance(d, int) else sizes.get(d, 1)
         total += n * (8 if t.dtype == "int64" else _FLOAT)
-    if model is not None:
+    if model is not None and not model.is_python:
         gates = {"rnn": 1, "gru": 3, "lstm": 4}[model.base_cell]
         if model.embedding is not None:
             total += batch * seq * model.embedding.dim * _FLOAT
@@ -166,6 +172,44 @@ def check_export_budget(cfg: PipelineConfig, opts: object, *, max_memory_gb: flo
         weights * _EXPORT_WEIGHT_COPIES + needed * _CASE_COPIES,
         f"the export's self-check at batch {batch}, seq {seq} (seq = max([shapes] seq, 64))",
         "Lower the largest [shapes] seq (it is the longest sequence the export is proven and served at).",
+        max_memory_gb=max_memory_gb,
+    )
+
+
+def check_user_model_budget(
+    weights_bytes: int | None,
+    inputs: Sequence[TensorSpec],
+    spec: IOSpec | None,
+    opts: object,
+    *,
+    max_memory_gb: float | None = None,
+) -> None:
+    """Refuse the export of a user's module (``source = "python"``) that cannot fit in memory.
+
+    Called twice: before the module's weights are allocated (``weights_bytes`` measured on the meta
+    device, or the checkpoint's size, or ``None`` when neither is known; only the inputs are known, so the
+    self-check's inputs are sized), and once its outputs are known (``spec``), for the whole self-check.
+    ``opts`` is the self-check's :class:`~seqdeploy.parity.run.VerifyOptions`.
+    """
+    from seqdeploy.spec import IOSpec
+
+    weights = weights_bytes or 0
+    if weights_bytes is not None:
+        check_bytes(
+            weights * _EXPORT_WEIGHT_COPIES,
+            f"exporting your module ({format_bytes(weights)} of weights and buffers)",
+            "Check the sizes in [model] kwargs.",
+            max_memory_gb=max_memory_gb,
+        )
+    io = spec if spec is not None else IOSpec(inputs=tuple(inputs), outputs=())
+    batches = getattr(opts, "batches", None) or (1,)
+    seqs = getattr(opts, "seqs", None) or (1,)
+    # The probe runs (batch 2/3, seq 5/7) are smaller than the self-check's largest case.
+    needed, batch, seq = _worst_case(io, ((b, s) for b in (*batches, 3) for s in (*seqs, 7)), None)
+    check_bytes(
+        weights * _EXPORT_WEIGHT_COPIES + needed * _CASE_COPIES,
+        f"the export's self-check at batch {batch}, seq {seq} (seq = max([shapes] seq, 64))",
+        "Lower the largest [shapes] seq, or the static sizes in [io.inputs] dims.",
         max_memory_gb=max_memory_gb,
     )
 

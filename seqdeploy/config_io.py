@@ -62,7 +62,9 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     """The dict form of a config dataclass (tuples as lists), lossless through :func:`config_from_dict`.
 
     ``None`` fields whose default is ``None`` are omitted (TOML has no null); a ``None`` that overrides a
-    non-``None`` default (``padding_idx = None`` from the Python API) is kept, for the JSON manifest.
+    non-``None`` default is written ``false`` where TOML spells it so (``padding_idx = false``), else kept as
+    ``None`` (the JSON manifest). Keys added later (``source``, ``kwargs``, ``[checkpoint]``…) are left out
+    while they hold their default, so configs that do not use them give the same dict as before.
     """
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cfg):
@@ -71,16 +73,31 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         value = getattr(cfg, f.name)
         if value is None and f.default is None:
             continue
-        if value is None:
-            out[f.name] = None
+        if f.metadata.get("omit_default") and value == _default_of(f):
             continue
-        if dataclasses.is_dataclass(value):
-            out[f.name] = config_to_dict(value)
-        elif isinstance(value, tuple):
-            out[f.name] = list(value)
-        else:
-            out[f.name] = value
+        if value is None:
+            out[f.name] = False if f.metadata.get("false_is_none") else None
+            continue
+        out[f.name] = _to_plain(value)
     return out
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return config_to_dict(value)
+    if isinstance(value, tuple | list):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    return value
 
 
 def _join(prefix: str, key: str) -> str:
@@ -91,6 +108,10 @@ def _describe(value: object) -> str:
     if isinstance(value, dict):
         return "a table"
     return f"{type(value).__name__} {value!r}"
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "int", str: "string", float: "float", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _build(cls: type[T], raw: object, path: str) -> T:
@@ -107,7 +128,14 @@ def _build(cls: type[T], raw: object, path: str) -> T:
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         if name in raw:
-            kwargs[name] = _coerce(hints[name], raw[name], _join(path, name))
+            value = raw[name]
+            if f.metadata.get("false_is_none"):
+                # TOML has no null: `padding_idx = false` switches the feature off (`true` means nothing).
+                if value is False:
+                    value = None
+                elif value is True:
+                    raise ConfigError(f"{_join(path, name)}: expected an int or false (to switch it off), got true")
+            kwargs[name] = _coerce(hints[name], value, _join(path, name))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{_join(path, name)}: required key is missing")
     try:
@@ -119,10 +147,28 @@ def _build(cls: type[T], raw: object, path: str) -> T:
 
 def _coerce(tp: Any, value: object, path: str) -> Any:
     origin = get_origin(tp)
+    if tp is Any:
+        return value  # free-form (``kwargs``): checked by the dataclass
     if origin in (types.UnionType, typing.Union):
         options = [a for a in get_args(tp) if a is not type(None)]
         # TOML has no null (an optional key is simply omitted); None only arrives from a JSON manifest.
-        return None if value is None else _coerce(options[0], value, path)
+        if value is None:
+            return None
+        if len(options) == 1:
+            return _coerce(options[0], value, path)
+        for option in options:  # `int | str` (dims): the first that fits
+            try:
+                return _coerce(option, value, path)
+            except ConfigError:
+                continue
+        names = " or ".join(_type_name(o) for o in options)
+        raise ConfigError(f"{path}: expected {names}, got {_describe(value)}")
+    if origin is dict:
+        key_tp, value_tp = get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table, got {_describe(value)}")
+        assert key_tp is str  # TOML keys are strings
+        return {k: _coerce(value_tp, v, _join(path, k)) for k, v in value.items()}
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:

@@ -230,7 +230,30 @@ def validate_manifest(manifest: Any) -> list[str]:
     for name, v in (sc.need(manifest, "variants", dict, where, optional=True) or {}).items():
         sc.need(v, "file", str, f"{where}.variants.{name}")
     sc.need(manifest, "self_check", dict, where, optional=True)
+    config = manifest.get("config")
+    model = config.get("model") if isinstance(config, dict) else None
+    if isinstance(model, dict) and model.get("source") == "python":
+        _check_user_module(sc, sc.need(manifest, "user_module", dict, where), f"{where}.user_module")
     return sc.problems
+
+
+def _check_user_module(sc: _Schema, um: Any, where: str) -> None:
+    """The ``user_module`` record of a ``source = "python"`` bundle (``docs/manifest.md``)."""
+    if um is None:
+        return
+    sc.need(um, "entry", str, where)
+    sc.need(um, "resolved", str, where)
+    sc.need(um, "call", str, where)
+    sc.need(um, "kwargs", dict, where)
+    sc.need(um, "source_file", str, where, optional=True)
+    digest = sc.need(um, "source_sha256", str, where, optional=True)
+    if digest is not None and not _HEX64.match(digest):
+        sc.problems.append(f"{where}.source_sha256: expected 64 lowercase hex digits")
+    sc.need(um, "bidirectional", bool, where)
+    sc.need(um, "recurrent", list, where)
+    flops = sc.need(um, "flops_per_token", int, where)
+    if flops is not None and flops < 0:
+        sc.problems.append(f"{where}.flops_per_token: expected >= 0")
 
 
 def referenced_files(manifest: dict[str, Any]) -> list[str]:
@@ -455,6 +478,8 @@ class Bundle:
         """Specs the config would not produce (a hand-edited dtype, range or layout)."""
         from seqdeploy.spec import spec_from_config
 
+        if self.is_python:
+            return self._python_spec_problems()
         out = []
         for kind, spec in self.specs.items():
             if kind not in ("sequence", "step"):
@@ -465,6 +490,29 @@ class Bundle:
                 want = None
             if want is None or want.to_dict() != spec.to_dict():
                 out.append(f"{MANIFEST}: graphs.{kind}.spec does not match the config it was exported from")
+        return out
+
+    def _python_spec_problems(self) -> list[str]:
+        """A user's module's outputs are found by running it, which loading a bundle never does: what the
+        config does determine — the inputs (``[io.inputs]``), the output names (``[io] call``) and the state
+        pairs — must match; output dims and dtypes are covered by the manifest's digest.
+        """
+        from seqdeploy.spec import io_inputs
+
+        out = []
+        assert self.config.io is not None
+        for kind, spec in self.specs.items():
+            where = f"{MANIFEST}: graphs.{kind}.spec"
+            if kind != "sequence":
+                out.append(f"{where}: a source = 'python' bundle has only a sequence graph")
+                continue
+            if [t.to_dict() for t in io_inputs(self.config)] != [t.to_dict() for t in spec.inputs]:
+                out.append(f"{where}: inputs do not match the [io] declarations it was exported from")
+            if self.config.io.signature.output_names != spec.output_names:
+                out.append(f"{where}: outputs do not match [io] call = {self.config.io.call!r}")
+            pairs = [(p.input, p.output) for p in spec.state]
+            if pairs != self.config.io.state_pairs():
+                out.append(f"{where}: state pairs do not match [io] (declared or by name)")
         return out
 
     def file(self, rel: str) -> Path:
@@ -491,9 +539,66 @@ class Bundle:
         return variants.get(name)
 
     @property
+    def is_python(self) -> bool:
+        """Whether the model is the user's own module (``[model] source = "python"``): the torch reference
+        imports it, which runs the user's code.
+        """
+        return self.config.model.is_python
+
+    @property
+    def user_module(self) -> dict[str, Any]:
+        """The manifest's ``user_module`` record (``source = "python"`` bundles; empty otherwise)."""
+        record = self.manifest.get("user_module")
+        return record if isinstance(record, dict) else {}
+
+    @property
     def bidirectional(self) -> bool:
-        """Whether the model has a backward direction (its outputs depend on the whole sequence)."""
+        """Whether the model has a backward direction (its outputs depend on the whole sequence). For a
+        user's module: whether export found a bidirectional recurrent submodule in it.
+        """
+        if self.is_python:
+            return bool(self.user_module.get("bidirectional"))
         return self.config.model.bidirectional
+
+    @property
+    def flops_per_token(self) -> int:
+        """Recurrent FLOPs for one token of one sequence (``seqdeploy.profile.flops``; for a user's module,
+        from the recurrent submodules found at export).
+        """
+        if self.is_python:
+            return int(self.user_module.get("flops_per_token") or 0)
+        from seqdeploy.profile.flops import recurrent_flops_per_token
+
+        return recurrent_flops_per_token(self.config.model)
+
+    def model_summary(self) -> dict[str, Any]:
+        """What reports say about the model (verify and profile ``model`` fields)."""
+        m = self.config.model
+        if self.is_python:
+            um = self.user_module
+            layers = um.get("recurrent") or []
+            return {
+                "source": "python",
+                "entry": um.get("resolved"),
+                "class": um.get("class"),
+                "recurrent": [f"{x.get('name')}: {x.get('type')}" for x in layers if isinstance(x, dict)],
+                "layers": sum(int(x.get("num_layers", 1)) for x in layers if isinstance(x, dict)),
+                "bidirectional": self.bidirectional,
+                "graphs": sorted(self.specs),
+                "lengths": self.specs["sequence"].has("lengths"),
+                "initial_state": bool(self.specs["sequence"].state),
+            }
+        return {
+            "cell": m.cell,
+            "layers": len(m.layer_sizes),
+            "hidden": list(m.layer_sizes),
+            "bidirectional": m.bidirectional,
+            "batch_first": m.batch_first,
+            "head": m.head.task,
+            "lengths": self.config.export.lengths,
+            "initial_state": self.config.export.initial_state,
+            "graphs": sorted(self.specs),
+        }
 
     @property
     def streamable(self) -> bool:

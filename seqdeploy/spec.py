@@ -23,7 +23,7 @@ from seqdeploy.errors import InputError, InternalError
 if TYPE_CHECKING:
     from seqdeploy.config import PipelineConfig
 
-__all__ = ["BATCH", "SEQ", "IOSpec", "StatePair", "TensorSpec", "spec_from_config"]
+__all__ = ["BATCH", "SEQ", "IOSpec", "StatePair", "TensorSpec", "io_inputs", "spec_from_config", "spec_from_io"]
 
 BATCH = "batch"
 SEQ = "seq"
@@ -144,7 +144,8 @@ class IOSpec:
         """Names of the state outputs (``h_n``, ``c_n``, ``h_n.0``, ...), also when states are not inputs
         (``initial_state = false``, where :attr:`state` is empty).
         """
-        return tuple(n for n in self.output_names if n.split(".")[0] in ("h_n", "c_n"))
+        paired = {p.output for p in self.state}
+        return tuple(n for n in self.output_names if n.split(".")[0] in ("h_n", "c_n") or n in paired)
 
     def tensor(self, name: str) -> TensorSpec:
         """The input or output called ``name``."""
@@ -189,7 +190,18 @@ class IOSpec:
 
 
 def spec_from_config(cfg: PipelineConfig, kind: GraphKind = "sequence") -> IOSpec:
-    """Build the IOSpec of the sequence graph (or, with ``kind="step"``, the single-step graph)."""
+    """Build the IOSpec of the sequence graph (or, with ``kind="step"``, the single-step graph).
+
+    Raises:
+        ConfigError: ``source = "python"``: outputs are found by running the module (:func:`spec_from_io`).
+    """
+    if cfg.model.is_python:
+        from seqdeploy.errors import ConfigError
+
+        raise ConfigError(
+            "model.source = 'python': the outputs' shapes are found by running your module at export; read the "
+            "spec from the export's manifest (Bundle.specs), or use spec_from_io with the outputs"
+        )
     m, ex = cfg.model, cfg.export
     step = kind == "step"
     if step and (m.bidirectional or ex.lengths):
@@ -240,3 +252,38 @@ def spec_from_config(cfg: PipelineConfig, kind: GraphKind = "sequence") -> IOSpe
         state=tuple(pairs) if (ex.initial_state or step) else (),
         kind=kind,
     )
+
+
+def io_inputs(cfg: PipelineConfig) -> tuple[TensorSpec, ...]:
+    """The inputs of a ``source = "python"`` model, in ``[io] call`` order, from their declarations."""
+    if cfg.io is None:
+        raise InternalError("io_inputs needs a config with [io] (source = 'python')")
+    out = []
+    for name, decl in cfg.io.declarations().items():
+        vr: tuple[int, Dim] | None = decl.range
+        if name == "lengths":
+            vr = (1, SEQ)
+        out.append(TensorSpec(name, decl.dtype, tuple(decl.dims), vr))
+    return tuple(out)
+
+
+def spec_from_io(cfg: PipelineConfig, outputs: tuple[TensorSpec, ...]) -> IOSpec:
+    """The IOSpec of a ``source = "python"`` model: inputs from ``[io]``, ``outputs`` as found by running it
+    (in ``[io] call`` return order), state pairs declared or by name (``h0`` → ``h_n``).
+
+    Raises:
+        InputError: A state pair whose input and output shapes differ (they are fed back into each other).
+    """
+    inputs = io_inputs(cfg)
+    assert cfg.io is not None
+    by_name = {t.name: t for t in (*inputs, *outputs)}
+    pairs = []
+    for src, dst in cfg.io.state_pairs():
+        a, b = by_name[src], by_name[dst]
+        if a.dims != b.dims or a.dtype != b.dtype:
+            raise InputError(
+                f"state pair {src} -> {dst}: the module returns {b.describe()} for {a.describe()}; a state output "
+                f"is fed back as the next chunk's input, so they must match (declare [io] state to pair others)"
+            )
+        pairs.append(StatePair(src, dst))
+    return IOSpec(inputs=inputs, outputs=outputs, state=tuple(pairs), kind="sequence")

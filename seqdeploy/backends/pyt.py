@@ -20,10 +20,13 @@ __all__ = ["TorchRunner"]
 
 
 class TorchRunner(BaseRunner):
-    """Runs the config-built model eagerly (``inference_mode``) from an exported state_dict.
+    """Runs the model eagerly (``inference_mode``) from an exported state_dict.
 
-    For cell stacks this is the original Python loop over ``nn.*Cell`` layers, not the chain of
-    modules that was traced, so parity against it also proves the conversion.
+    For zoo models this is the config-built model; for cell stacks the original Python loop over
+    ``nn.*Cell`` layers, not the chain of modules that was traced, so parity against it also proves the
+    conversion. For ``source = "python"`` it is **the user's own module**, imported from the manifest's
+    entry (this runs the user's code), built with its ``kwargs`` and loaded with the exported weights:
+    the reference is the module itself, never a rebuild of it from a description.
 
     Args:
         name: Backend name for reports.
@@ -76,13 +79,43 @@ class TorchRunner(BaseRunner):
             self._old_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
-        if self._given is None:
+        if self._given is None and self.config.model.is_python:
+            self._module = self._user_module()
+        elif self._given is None:
             model, _ = build_model(self.config, load_vectors=False)
             if self.weights is not None:
                 load_checkpoint(model, self.weights)
             self._module = step_module(model) if self.spec.kind == "step" else model
         assert self._module is not None
         self._module = self._module.to(self.device).eval()
+
+    def _user_module(self) -> nn.Module:
+        from seqdeploy.errors import CheckpointError, ConfigError, UsageError
+        from seqdeploy.models.checkpoint import read_state_dict
+        from seqdeploy.models.user import build_user_model
+
+        if self.spec.kind != "sequence":
+            raise BackendUnavailable(f"backend '{self.name}': a source = 'python' model has only a sequence graph")
+        try:
+            model, info = build_user_model(self.config)
+        except (ConfigError, UsageError) as exc:
+            # Raised while rebuilding from a bundle, not while reading a config: say where the entry came
+            # from and what to do when the module cannot be imported here.
+            raise UsageError(
+                f"backend '{self.name}': cannot rebuild your module from the bundle's manifest: {exc}. Without "
+                "it, check the deployment with --no-import --expected FILE.npz (outputs of your own model)"
+            ) from None
+        if self.weights is not None:
+            state, _, _ = read_state_dict(self.weights)
+            try:
+                # Exactly the exported names: a module whose parameters changed since export is not remapped.
+                model.net.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                raise CheckpointError(
+                    f"{self.weights}: the exported weights do not fit {info.resolved.text} as it is now (was it "
+                    f"changed since export?): {' '.join(str(exc).split())[:600]}"
+                ) from None
+        return model.eval()
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch

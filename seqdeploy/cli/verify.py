@@ -19,8 +19,12 @@ from seqdeploy.cli._options import (
 
 @click.command("verify")
 @click.argument("bundle_dir", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--backends", default="torch,ort-cpu", show_default=True, help="Comma-separated backends to check.")
-@click.option("--reference", default="torch", show_default=True, help="The fp32 backend taken as the truth.")
+@click.option(
+    "--backends",
+    default=None,
+    help="Comma-separated backends to check [default: torch,ort-cpu; ort-cpu with --no-import --expected].",
+)
+@click.option("--reference", default=None, help="The fp32 backend taken as the truth [default: torch].")
 @click.option("--batch", "batches", help="Batch sizes, e.g. 1,3,8 (default: min, opt, opt+1, max of [shapes]).")
 @click.option("--seq", "seqs", help="Sequence lengths, e.g. 1,7,64 (default: min, opt, max of [shapes]).")
 @click.option(
@@ -41,6 +45,19 @@ from seqdeploy.cli._options import (
     type=click.Path(path_type=Path, dir_okay=False),
     help=".npz of input arrays keyed by input name, instead of the random sweep.",
 )
+@click.option(
+    "--expected",
+    "expected_paths",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Golden case: .npz with the inputs and the outputs YOUR model computed, by contract name (input, "
+    "h0, ... output, h_n, ...). Every backend is compared with them instead of the reference. Repeatable.",
+)
+@click.option(
+    "--no-import",
+    is_flag=True,
+    help="Never import a source = 'python' bundle's module (that runs its code): refuse the torch backends.",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the random inputs.")
 @click.option("--chunks", default=3, show_default=True, type=click.IntRange(min=2), help="Chunks in chunked mode.")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads per backend.")
@@ -53,14 +70,16 @@ from seqdeploy.cli._options import (
 @max_memory_option
 def verify_cmd(
     bundle_dir: Path,
-    backends: str,
-    reference: str,
+    backends: str | None,
+    reference: str | None,
     batches: str | None,
     seqs: str | None,
     atol: tuple[str, ...],
     rtol: tuple[str, ...],
     modes: str | None,
     inputs_path: Path | None,
+    expected_paths: tuple[Path, ...],
+    no_import: bool,
     seed: int,
     chunks: int,
     threads: int | None,
@@ -73,7 +92,9 @@ def verify_cmd(
     """Check that every backend matches the reference on output AND h_n/c_n.
 
     Runs whole sequences over a batch x seq sweep, chunked runs with carried state, row-by-row batch
-    independence, padding, output/state identities and the step graph. Exit codes: 0 all passed,
+    independence, padding, output/state identities and the step graph. With --expected, every backend
+    is compared with outputs your own model computed instead. For a source = 'python' bundle the torch
+    reference is your module itself (importing it runs its code; --no-import refuses). Exit codes: 0 all passed,
     1 a parity failure, 2 usage/config error, 3 a requested backend unavailable, 130 interrupted
     (the reports hold what was checked so far, marked partial).
     """
@@ -82,10 +103,30 @@ def verify_cmd(
     from seqdeploy.manifest import Bundle, BundleChanged
     from seqdeploy.parity.compare import parse_tolerances
     from seqdeploy.parity.report import render_markdown, render_table
-    from seqdeploy.parity.run import MODES, VerifyOptions, load_inputs, verify
+    from seqdeploy.parity.run import MODES, VerifyOptions, load_expected, load_inputs, verify
 
     if inputs_path is not None and (batches or seqs):
         raise UsageError("--inputs replaces the --batch/--seq sweep: give one or the other")
+    if expected_paths:
+        clash = [
+            o
+            for o, given in (
+                ("--inputs", inputs_path),
+                ("--batch", batches),
+                ("--seq", seqs),
+                ("--modes", modes),
+                ("--reference", reference),
+            )
+            if given
+        ]
+        if clash:
+            raise UsageError(
+                f"--expected replaces the reference and the random sweep: {', '.join(clash)} cannot be combined "
+                "with it"
+            )
+    if backends is None:
+        backends = "ort-cpu" if no_import and expected_paths else "torch,ort-cpu"
+    reference = reference or "torch"
     names = parse_backends(backends)
     parse_backends(reference)
     # None = not given: each backend then gets its precision's default (fp32, fp16, int8).
@@ -106,6 +147,8 @@ def verify_cmd(
             rtol_per_tensor=rtol_per,
             modes=tuple(m.strip() for m in modes.split(",")) if modes else MODES,
             inputs=load_inputs(inputs_path, bundle.specs["sequence"]) if inputs_path else None,
+            expected=tuple(load_expected(p, bundle.specs["sequence"]) for p in expected_paths),
+            no_import=no_import,
             chunks=chunks,
             seed=seed,
             threads=threads,

@@ -11,18 +11,30 @@ import dataclasses
 import datetime as dt
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seqdeploy._atomic import fault_point
 from seqdeploy.config import PipelineConfig
 from seqdeploy.config_io import config_to_dict, load_config
 from seqdeploy.errors import ExportError, Interrupted, ParityError, UsageError
-from seqdeploy.manifest import MANIFEST, SCHEMA_VERSION, Bundle, file_entry, library_versions, write_manifest
+from seqdeploy.manifest import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    Bundle,
+    file_entry,
+    library_versions,
+    sha256,
+    write_manifest,
+)
 from seqdeploy.parity.report import ParityReport
 from seqdeploy.parity.run import VerifyOptions, verify
-from seqdeploy.spec import spec_from_config
+from seqdeploy.spec import IOSpec, spec_from_config
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["ExportResult", "export_model", "self_check_options"]
 
@@ -35,6 +47,10 @@ class ExportResult:
     manifest: dict[str, Any]
     report: ParityReport
     duration_s: float
+    messages: tuple[str, ...] = ()
+    """What the user must see: checkpoint unwrapping and key mapping, vectors not used, the module used."""
+    warnings: tuple[str, ...] = ()
+    """Loud problems that did not stop the export (0 % vectors coverage, a dropped padding vector)."""
 
 
 def self_check_options(cfg: PipelineConfig) -> VerifyOptions:
@@ -106,10 +122,16 @@ def export_model(
     is built in a staging directory that is renamed to ``out_dir`` only then (see
     :func:`seqdeploy._atomic.staged_dir`): a failure or an interruption leaves nothing behind.
 
+    With ``[model] source = "python"`` the model is the user's own module (``entry`` + ``kwargs``; importing
+    it runs their code), its outputs are found by running it, and the self-check compares ONNX Runtime with
+    that module itself (see ``docs/your-model.md``).
+
     Args:
         config: A config or the path of a TOML file.
         out_dir: The export directory to create.
-        checkpoint: A state_dict to load (``torch.load(weights_only=True)``).
+        checkpoint: A state_dict to load (``torch.load(weights_only=True)``); training-checkpoint wrappers
+            and DataParallel prefixes are unwrapped, and names are mapped by ``[checkpoint] map`` or by
+            structure (reported in :attr:`ExportResult.messages`).
         force: Replace an existing ``out_dir`` (only once the new export is proven).
         step: Override ``[export] step``.
         max_memory_gb: Memory limit for the model and the self-check (default: see
@@ -130,51 +152,212 @@ def export_model(
     cfg = config if isinstance(config, PipelineConfig) else load_config(config)
     if step is not None and step != cfg.export.step:
         cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, step=step))
-    # Refuse what cannot fit before anything is allocated (hidden_size = 10**9 would otherwise die in
-    # torch's allocator): the model's weights and the largest self-check case.
-    check_export_budget(cfg, self_check_options(cfg), max_memory_gb=max_memory_gb)
+    if not cfg.model.is_python:
+        # Refuse what cannot fit before anything is allocated (hidden_size = 10**9 would otherwise die in
+        # torch's allocator): the model's weights and the largest self-check case. A user's module is
+        # sized once it is imported (_build_python), still before its weights are allocated.
+        check_export_budget(cfg, self_check_options(cfg), max_memory_gb=max_memory_gb)
     with staged_dir(Path(out_dir), force=force, kind=MANIFEST) as tmp:
-        manifest, report = _export_into(cfg, tmp, checkpoint)
+        built, manifest, report = _export_into(cfg, tmp, checkpoint, max_memory_gb)
     out = Path(os.path.realpath(out_dir))
-    return ExportResult(out, manifest, report, time.perf_counter() - start)
+    return ExportResult(
+        out, manifest, report, time.perf_counter() - start, tuple(built.messages), tuple(built.warnings)
+    )
 
 
-def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) -> tuple[dict[str, Any], ParityReport]:
-    import torch
+@dataclass
+class _Built:
+    """A model ready to export: graph specs, the modules to trace, the weights to save, manifest fields."""
 
-    from seqdeploy.export.onnx import TRACE_BATCH, TRACE_SEQ, export_onnx
-    from seqdeploy.lint import lint_manifest
-    from seqdeploy.models.build import build_model, exportable, load_checkpoint, step_module
+    specs: dict[str, IOSpec]
+    modules: dict[str, nn.Module]
+    state_dict: dict[str, Any]
+    config: dict[str, Any]
+    fields: dict[str, Any]
+    messages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    explain: Callable[[ParityReport], str] | None = None
+    """Extra advice for a failed self-check (user modules)."""
+
+
+def _build_zoo(cfg: PipelineConfig, checkpoint: str | Path | None) -> _Built:
+    from seqdeploy.models.build import build_model, check_unused_vectors, exportable, load_checkpoint, step_module
 
     model, vectors = build_model(cfg, load_vectors=checkpoint is None)
+    messages: list[str] = []
+    vectors_record: dict[str, Any] | None = vectors.to_dict() if vectors is not None else None
+    ckpt = None
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
-    fault_point("export:model-built")
+        # The vectors and vocabulary files are not used (the checkpoint's embedding wins) but still checked:
+        # a wrong path or a broken vocabulary is never silently ignored.
+        vectors_record = check_unused_vectors(cfg)
+        if vectors_record is not None:
+            messages.append(f"vectors: {vectors_record['path']} not loaded: {vectors_record['reason']}")
+        ckpt = load_checkpoint(model, checkpoint, key_map=cfg.checkpoint.map)
+        messages = ckpt.describe() + messages
     specs = {"sequence": spec_from_config(cfg, "sequence")}
     traced = exportable(model)
-    export_onnx(traced, specs["sequence"], tmp / "model.onnx", opset=cfg.export.opset)
-    files = ["model.onnx"]
+    modules: dict[str, nn.Module] = {"sequence": traced}
     if cfg.export.step:
         specs["step"] = spec_from_config(cfg, "step")
         # Traced from the exportable module too: for cell stacks one native LSTM/GRU/RNN op per layer
         # (seq 1) instead of per-gate MatMul/Sigmoid chains — faster in ORT (33 vs 45-94 µs/token measured,
         # docs/benchmarks.md) and the op TensorRT imports natively. The step self-check proves it equals
         # the eager cell loop.
-        export_onnx(step_module(traced), specs["step"], tmp / "step.onnx", opset=cfg.export.opset)
-        files.append("step.onnx")
+        modules["step"] = step_module(traced)
+    return _Built(
+        specs,
+        modules,
+        model.state_dict(),
+        config_to_dict(cfg),
+        {
+            "embedding_vectors": vectors_record,
+            "checkpoint_load": ckpt.to_dict() if ckpt is not None else None,
+        },
+        messages,
+        list(vectors.warnings) if vectors is not None else [],
+    )
+
+
+_LOOP_ADVICE = (
+    "A forward that loops over time in Python (for t in range(x.size(0)): cell(...)) is unrolled by the "
+    "exporter at the traced length (seq 5), so the graph only works at that length. Use nn.RNN/nn.GRU/nn.LSTM "
+    "modules (a stack of *Cell layers with different sizes is a chain of one-layer modules with the cells' "
+    "weights copied: same gate order), or describe the model as a zoo config with cell = 'lstm_cell' / "
+    "'gru_cell' / 'rnn_cell' and hidden_sizes, which converts the loop to native ops and loads your "
+    "checkpoint by structure (docs/your-model.md)."
+)
+
+
+def _build_python(cfg: PipelineConfig, checkpoint: str | Path | None, max_memory_gb: float | None) -> _Built:
+    from seqdeploy.budget import check_user_model_budget
+    from seqdeploy.models.checkpoint import load_checkpoint
+    from seqdeploy.models.user import (
+        build_user_model,
+        import_entry,
+        meta_parameter_bytes,
+        probe_outputs,
+        recurrent_layers,
+        recurrent_summary,
+    )
+    from seqdeploy.spec import io_inputs, spec_from_io
+
+    factory, info = import_entry(cfg)
+    weights = meta_parameter_bytes(factory, cfg)
+    if weights is None and checkpoint is not None and Path(checkpoint).is_file():
+        weights = Path(checkpoint).stat().st_size  # a state_dict file is its tensors' bytes plus a little
+    check = self_check_options(cfg)
+    # Before the real build: the weights (measured on the meta device) and the inputs of the probe runs.
+    check_user_model_budget(weights, io_inputs(cfg), None, check, max_memory_gb=max_memory_gb)
+    model, info = build_user_model(cfg, (factory, info))
+    messages = [f"model: your module {info.resolved.text} (source = 'python'), kwargs {cfg.model.kwargs}"]
+    ckpt = None
+    if checkpoint is not None:
+        ckpt = load_checkpoint(
+            model.net, checkpoint, key_map=cfg.checkpoint.map, what=f"your module {info.resolved.attr}"
+        )
+        messages.extend(ckpt.describe())
+    outputs = probe_outputs(model, cfg)
+    spec = spec_from_io(cfg, outputs)
+    state = model.net.state_dict()
+    real_weights = sum(int(t.numel() * t.element_size()) for t in state.values())
+    check_user_model_budget(real_weights, spec.inputs, spec, check, max_memory_gb=max_memory_gb)
+    layers = recurrent_layers(model.net)
+    bidirectional, flops = recurrent_summary(layers)
+    assert cfg.io is not None
+    source = info.source_file
+    user_module = {
+        "entry": cfg.model.entry,
+        "resolved": info.resolved.text,
+        "class": type(model.net).__qualname__,
+        "kwargs": cfg.model.kwargs,
+        "call": cfg.io.signature.describe(),
+        "source_file": source,
+        "source_sha256": sha256(Path(source)) if source and Path(source).is_file() else None,
+        "parameters": int(sum(p.numel() for p in model.net.parameters())),
+        "recurrent": layers,
+        "bidirectional": bidirectional,
+        "flops_per_token": flops,
+    }
+    config = config_to_dict(cfg)
+    # Absolute paths: verify rebuilds the module from the manifest alone, wherever the bundle is read from.
+    config["model"]["entry"] = info.resolved.text
+    config["model"]["python_path"] = list(info.resolved.search_path)
+    warnings = [] if layers else ["no nn.RNN/GRU/LSTM (or *Cell) submodule found in your module"]
+    return _Built(
+        {"sequence": spec},
+        {"sequence": model},
+        state,
+        config,
+        {"user_module": user_module, "embedding_vectors": None, "checkpoint_load": ckpt.to_dict() if ckpt else None},
+        messages,
+        warnings,
+        lambda report: _explain_python_failure(report, layers),
+    )
+
+
+def _explain_python_failure(report: ParityReport, layers: list[dict[str, Any]]) -> str:
+    """Advice for a self-check of a user's module that failed, from which comparisons failed."""
+    from seqdeploy.export.onnx import TRACE_SEQ
+
+    advice = []
+    bad = report.failures
+    if any(c.backend != report.reference and c.against == "reference" and c.seq != TRACE_SEQ for c in bad):
+        cells = [x["name"] for x in layers if x["type"].endswith("Cell")]
+        found = f" (your module has {', '.join(cells)})" if cells else ""
+        advice.append(
+            f"ONNX Runtime disagrees with your module at lengths other than the traced one{found}. {_LOOP_ADVICE}"
+        )
+    if any(c.backend == report.reference and c.against == "self" and c.mode == "chunked" for c in bad):
+        advice.append(
+            "Your module itself gives different results when a sequence is fed in chunks with the returned state "
+            "carried: its outputs depend on more than that state (e.g. a backward direction written by hand, or "
+            "pooling over time). If it is not meant to be streamed, declare [io] state = {} (no state pairs)."
+        )
+    if any(c.backend == report.reference and c.against == "self" and c.mode == "padding" for c in bad):
+        advice.append(
+            "Your module itself gives a padded row different results than the same row unpadded: it reads padded "
+            "steps (e.g. out[-1] on a padded batch — take each row's last valid step, or pack with "
+            "pack_padded_sequence(..., enforce_sorted=False))."
+        )
+    if any(c.backend == report.reference and c.against == "self" and c.mode == "batch" for c in bad):
+        advice.append("Your module itself mixes rows of a batch (a row alone differs from the same row in a batch).")
+    return ("\n" + "\n".join(advice)) if advice else ""
+
+
+def _export_into(
+    cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None, max_memory_gb: float | None = None
+) -> tuple[_Built, dict[str, Any], ParityReport]:
+    import torch
+
+    from seqdeploy.export.onnx import TRACE_BATCH, TRACE_SEQ, export_onnx
+    from seqdeploy.lint import lint_manifest
+
+    built = _build_python(cfg, checkpoint, max_memory_gb) if cfg.model.is_python else _build_zoo(cfg, checkpoint)
+    fault_point("export:model-built")
+    files = []
+    for graph, module in built.modules.items():
+        name = "model.onnx" if graph == "sequence" else f"{graph}.onnx"
+        export_onnx(module, built.specs[graph], tmp / name, opset=cfg.export.opset)
+        files.append(name)
     fault_point("export:onnx-written")
     graphs: dict[str, Any] = {}
     extra: list[str] = []
-    for name, graph in zip(files, specs, strict=True):
-        _check_graph(tmp / name, specs[graph])
-        graphs[graph] = {"file": name, "spec": specs[graph].to_dict()}
+    for name, graph in zip(files, built.specs, strict=True):
+        try:
+            _check_graph(tmp / name, built.specs[graph])
+        except ExportError as exc:
+            if cfg.model.is_python and "no-recurrent-op" in str(exc):
+                raise ExportError(f"{exc}\n{_LOOP_ADVICE}") from None
+            raise
+        graphs[graph] = {"file": name, "spec": built.specs[graph].to_dict()}
         # Models over 2 GiB keep their weights in external data files beside the graph: they are bundle
         # files like any other (listed, hashed), or a reader would load unverified bytes.
         if data := external_data_files(tmp / name):
             graphs[graph]["external_data"] = data
             extra.extend(d for d in data if d not in extra)
     try:
-        torch.save(model.state_dict(), tmp / "model.pt")
+        torch.save(built.state_dict, tmp / "model.pt")
     except RuntimeError as exc:  # torch wraps write errors (ENOSPC, EFBIG) in RuntimeError
         raise UsageError(f"{tmp / 'model.pt'}: cannot write the weights ({exc}); is the disk full?") from None
     files.append("model.pt")
@@ -182,18 +365,18 @@ def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) 
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "config": config_to_dict(cfg),
+        "config": built.config,
         "opset": cfg.export.opset,
         "exporter": "torch.onnx.export(dynamo=False) with dynamic_axes",
         "trace_shapes": {"batch": TRACE_BATCH, "seq": TRACE_SEQ},
         "graphs": graphs,
         "weights": "model.pt",
         "checkpoint": str(checkpoint) if checkpoint is not None else None,
-        "embedding_vectors": vectors.to_dict() if vectors is not None else None,
         "versions": library_versions("seqdeploy", "torch", "onnx", "onnxruntime", "numpy"),
         "files": {f: file_entry(tmp / f) for f in (*files, *extra)},
         "variants": {},
     }
+    manifest.update(built.fields)
     fault_point("export:self-check")
     check = self_check_options(cfg)
     report = verify(Bundle.from_manifest(tmp, manifest), check, lint=False)
@@ -202,16 +385,17 @@ def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) 
             f"export interrupted during its self-check ({len(report.cases)} comparisons done); nothing was written"
         )
     if not report.passed:
-        raise ParityError(f"export self-check failed: {report.summary()}", report)
+        advice = built.explain(report) if built.explain is not None else ""
+        raise ParityError(f"export self-check failed: {report.summary()}{advice}", report)
     manifest["self_check"] = {
         "passed": True,
         "comparisons": len(report.cases),
         "skipped": [s.to_dict() for s in report.skipped],
-        "max_abs": report.max_abs_by_tensor(specs["sequence"].output_names),
+        "max_abs": report.max_abs_by_tensor(built.specs["sequence"].output_names),
         "batches": list(check.batches or ()),
         "seqs": list(check.seqs or ()),
     }
     # TensorRT readiness, recorded but never fatal here: the bundle says whether it would parse.
     manifest["lint"] = {"trt10": lint_manifest(tmp, manifest, "trt10").to_dict()}
     write_manifest(tmp / MANIFEST, manifest)
-    return manifest, report
+    return built, manifest, report

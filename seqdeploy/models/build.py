@@ -8,11 +8,12 @@ from pathlib import Path
 import torch
 
 from seqdeploy.config import PipelineConfig
-from seqdeploy.errors import CheckpointError, VectorsError
+from seqdeploy.errors import VectorsError
+from seqdeploy.models.checkpoint import CheckpointLoad, load_checkpoint
 from seqdeploy.models.seq_model import CellStackCore, LayerChainCore, SequenceModel, StepModel
-from seqdeploy.models.vectors import VectorsReport, load_vocab, vectors_for_vocab
+from seqdeploy.models.vectors import VectorsReport, load_vocab, sniff_vectors_format, vectors_for_vocab
 
-__all__ = ["build_model", "exportable", "load_checkpoint", "step_module"]
+__all__ = ["CheckpointLoad", "build_model", "check_unused_vectors", "exportable", "load_checkpoint", "step_module"]
 
 
 def build_model(cfg: PipelineConfig, *, load_vectors: bool = True) -> tuple[SequenceModel, VectorsReport | None]:
@@ -30,12 +31,7 @@ def build_model(cfg: PipelineConfig, *, load_vectors: bool = True) -> tuple[Sequ
     if load_vectors and emb is not None and emb.vectors is not None and model.embedding is not None:
         assert emb.vocab is not None  # EmbeddingConfig guarantees it
         base = Path(cfg.base_dir)
-        vocab = load_vocab(base / emb.vocab)
-        if len(vocab) != emb.vocab_size:
-            raise VectorsError(
-                f"{base / emb.vocab}: has {len(vocab)} tokens but model.embedding.vocab_size = "
-                f"{emb.vocab_size}; set vocab_size = {len(vocab)}"
-            )
+        vocab = _vocab(cfg)
         matrix, report = vectors_for_vocab(
             base / emb.vectors,
             vocab,
@@ -52,53 +48,40 @@ def build_model(cfg: PipelineConfig, *, load_vectors: bool = True) -> tuple[Sequ
     return model, report
 
 
-def load_checkpoint(model: SequenceModel, path: str | Path) -> None:
-    """Load a state_dict into ``model`` with ``torch.load(weights_only=True)`` (never unpickles code).
+def _vocab(cfg: PipelineConfig) -> list[str]:
+    emb = cfg.model.embedding
+    assert emb is not None and emb.vocab is not None
+    path = Path(cfg.base_dir) / emb.vocab
+    vocab = load_vocab(path)
+    if len(vocab) != emb.vocab_size:
+        raise VectorsError(
+            f"{path}: has {len(vocab)} tokens but model.embedding.vocab_size = {emb.vocab_size}; set "
+            f"vocab_size = {len(vocab)}"
+        )
+    return vocab
+
+
+def check_unused_vectors(cfg: PipelineConfig) -> dict[str, object] | None:
+    """With ``--checkpoint`` the checkpoint's embedding wins over ``vectors``: the files are still checked
+    (they must exist and be readable, the vocabulary must fit) so that a wrong path is never silently
+    ignored, and the returned record (for the manifest) says they were not used.
 
     Raises:
-        CheckpointError: The file is missing or not a state_dict, or its keys or shapes do not fit; the
-            message lists the missing and unexpected keys.
+        VectorsError: A vectors or vocabulary file is missing, malformed or does not fit the config.
     """
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint not found") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        raise CheckpointError(
-            f"{path}: cannot be read as a weights-only state_dict ({type(exc).__name__}: {exc}). Save it with "
-            "torch.save(model.state_dict(), path); seqdeploy never unpickles arbitrary objects."
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
-    nonfinite = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
-    if nonfinite:
-        raise CheckpointError(f"{path}: tensors with NaN/Inf values: {', '.join(nonfinite)}")
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state))
-        if state[k].shape != own[k].shape
-    ]
-    if missing or unexpected or wrong:
-        lines = []
-        if missing:
-            lines.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
-        if unexpected:
-            lines.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-        if wrong:
-            lines.append(f"shape mismatches ({len(wrong)}): {'; '.join(wrong)}")
-        raise CheckpointError(
-            f"{path}: does not fit the model built from the config:\n  "
-            + "\n  ".join(lines)
-            + "\nCheck that [model] matches the model the checkpoint was trained with."
-        )
-    model.load_state_dict(state)
-    model.eval()
+    emb = cfg.model.embedding
+    if emb is None or emb.vectors is None:
+        return None
+    _vocab(cfg)
+    path = Path(cfg.base_dir) / emb.vectors
+    sniffed = sniff_vectors_format(path)  # exists, is a file, is a supported format
+    fmt = sniffed if emb.vectors_format == "auto" else emb.vectors_format
+    return {
+        "used": False,
+        "path": str(path),
+        "format": fmt,
+        "reason": "--checkpoint was given: the checkpoint's embedding weights win over the vectors file",
+    }
 
 
 def exportable(model: SequenceModel) -> SequenceModel:

@@ -257,6 +257,11 @@ class SequenceModel(nn.Module):
                 # The top layer's final state per direction: with lengths this is each row's last valid
                 # step (forward) and its first step (backward), exactly as h_n holds them.
                 pooled = self.core.top_hidden(states_out)
+            elif head.pooling == "output_last":
+                # The recurrent output at each row's last valid step (the tutorial's `fc(out[-1])`, made
+                # length-aware). Bidirectional: the backward half there has seen only that one step, which
+                # is what out[-1] holds — not h_n's backward state ("last").
+                pooled = _last_valid_step(y, lengths)
             elif head.pooling == "mean":
                 pooled = y.mean(0) if lengths is None else y.sum(0) / lengths.unsqueeze(1).to(y.dtype)
             else:
@@ -270,6 +275,15 @@ class SequenceModel(nn.Module):
             # Padded steps are zero in every output, as the recurrent op's Y is (not the head's bias).
             out = out * mask.to(out.dtype)
         return out.transpose(0, 1) if self.cfg.batch_first else out
+
+
+def _last_valid_step(y: Tensor, lengths: Tensor | None) -> Tensor:
+    """``y[lengths - 1, b]`` per row of a time-major ``[T, B, W]`` tensor (``y[-1]`` without lengths)."""
+    if lengths is None:
+        return y[-1]
+    # gather, not advanced indexing: it exports as one GatherElements with dynamic batch and seq.
+    idx = (lengths - 1).to(torch.long).view(1, -1, 1).expand(1, y.size(1), y.size(2))
+    return y.gather(0, idx).squeeze(0)
 
 
 class StepModel(nn.Module):

@@ -88,6 +88,8 @@ class ParityReport:
     skipped: list[Skip] = field(default_factory=list)
     lint: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the reader must know to read the report (e.g. that the reference is the user's own module)."""
     tolerances: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
@@ -172,6 +174,7 @@ class ParityReport:
             # `file` is the field this report always had; `graph` and `node` come with the lint layer.
             "lint": [{**f.to_dict(), "file": f.file} for f in self.lint],
             "warnings": self.warnings,
+            "notes": self.notes,
         }
 
 
@@ -202,7 +205,8 @@ def _tensor_line(name: str, d: TensorDiff) -> str:
 
 def render_table(report: ParityReport, *, failures_only: bool = False) -> str:
     """The terminal rendering: cases, one ``PASSED | tensor | ...`` line per tensor, then a summary."""
-    lines = [
+    lines = [f"NOTE: {n}" for n in report.notes]
+    lines += [
         f"{'FAILED' if f.severity == 'error' else 'WARNING'} | lint {f.code} | {f.graph}"
         + (f" node '{f.node}'" if f.node else "")
         + f" | {f.message}"
@@ -244,6 +248,7 @@ def render_markdown(report: ParityReport) -> str:
         "",
         f"Reference: `{report.reference}`; backends: {', '.join(f'`{b}`' for b in report.backends)}; "
         f"seed {report.seed}; {report.duration_s:.1f} s.",
+        *(f"\n*Note:* {n}" for n in report.notes),
         "",
         "| mode | backend | vs | batch | seq | tensor | max_abs | max_rel | p99_abs | atol | rtol | result |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",

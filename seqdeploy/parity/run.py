@@ -11,6 +11,13 @@ Modes (``docs/parity.md`` explains each and what bug it catches):
 * ``identities`` — (head ``none``) the last valid step of ``output`` equals the top layer of ``h_n``
   (forward half at the last step and backward half at the first step when bidirectional).
 * ``step`` — (``--step`` exports) looping the step graph over the sequence equals the sequence graph.
+* ``expected`` — (``--expected FILE.npz``) every backend against outputs the user computed with their own
+  model, instead of the reference and the other modes.
+
+For a ``source = "python"`` bundle the ``torch`` reference is the user's own module (imported from the
+manifest's entry, which runs their code; ``no_import`` refuses that), and the modes adapt to a module
+whose semantics seqdeploy does not know: ``chunked`` compares the state outputs and per-step outputs
+(not pooled ones), ``padding`` compares the valid steps only, and ``identities`` does not apply.
 
 Failures are collected, never raised one by one; :func:`verify` returns the report and the caller
 decides (the CLI exits 1, export raises :class:`~seqdeploy.errors.ParityError`).
@@ -38,11 +45,22 @@ from seqdeploy.parity.compare import DEFAULT_TOLERANCES, Tolerance, Tolerances, 
 from seqdeploy.parity.report import CaseResult, ParityReport, Skip
 from seqdeploy.spec import BATCH, SEQ, IOSpec
 
-__all__ = ["MODES", "VerifyOptions", "default_sweep", "load_inputs", "verify"]
+__all__ = ["MODES", "ExpectedCase", "VerifyOptions", "default_sweep", "load_expected", "load_inputs", "verify"]
 
 MODES: tuple[str, ...] = ("full", "chunked", "batch", "padding", "identities", "step")
 Arrays = dict[str, np.ndarray]
 Progress = Callable[[int, int], None]
+IMPORTING_BACKENDS = frozenset({"torch", "torch-cuda"})
+"""Backends that build the torch model: for a ``source = "python"`` bundle they import the user's module."""
+
+
+@dataclass(frozen=True)
+class ExpectedCase:
+    """One ``--expected`` file: inputs and the outputs the user's own model computed for them."""
+
+    name: str
+    inputs: Mapping[str, np.ndarray]
+    outputs: Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,8 @@ class VerifyOptions:
         seed: Seed of the random feeds.
         threads: Threads per backend (``None`` = library default).
         max_memory_gb: Memory limit for the sweep's largest case (default: :mod:`seqdeploy.budget`).
+        expected: Golden cases (``--expected``): every backend is compared with them, nothing else runs.
+        no_import: Refuse to import a ``source = "python"`` bundle's module (the torch backends need it).
     """
 
     backends: tuple[str, ...] = ("torch", "ort-cpu")
@@ -79,6 +99,8 @@ class VerifyOptions:
     seed: int = 0
     threads: int | None = None
     max_memory_gb: float | None = None
+    expected: tuple[ExpectedCase, ...] = ()
+    no_import: bool = False
 
 
 def default_sweep(shapes: tuple[tuple[int, int, int], tuple[int, int, int]]) -> tuple[list[int], list[int]]:
@@ -91,6 +113,12 @@ def default_sweep(shapes: tuple[tuple[int, int, int], tuple[int, int, int]]) -> 
     return batches, seqs
 
 
+def _as_feeds(raw: Mapping[str, np.ndarray], spec: IOSpec) -> Arrays:
+    return {
+        name: _to_spec_dtype(name, v, spec.tensor(name).dtype if spec.has(name) else None) for name, v in raw.items()
+    }
+
+
 def load_inputs(path: Path, spec: IOSpec) -> Arrays:
     """Feeds from an ``.npz`` keyed by input names (never unpickled). Integer inputs are widened to
     int64 (refusing values that do not fit) and float64/float16 narrowed or widened to float32 when
@@ -100,9 +128,7 @@ def load_inputs(path: Path, spec: IOSpec) -> Arrays:
         UsageError: The file cannot be read, or is not an ``.npz`` (the message says what it is).
         InputError: The arrays do not fit the model (names, dtypes, shapes, ids, lengths).
     """
-    feeds: Arrays = {}
-    for name, value in read_npz(path, what="inputs").items():
-        feeds[name] = _to_spec_dtype(name, value, spec.tensor(name).dtype if spec.has(name) else None)
+    feeds = _as_feeds(read_npz(path, what="inputs"), spec)
     check_feeds(spec, feeds)
     return feeds
 
@@ -124,6 +150,36 @@ def _to_spec_dtype(name: str, value: np.ndarray, want: str | None) -> np.ndarray
         if value.dtype == np.float16 or np.array_equal(narrowed.astype(np.float64), value, equal_nan=True):
             return narrowed
     return value
+
+
+def load_expected(path: Path, spec: IOSpec) -> ExpectedCase:
+    """One ``--expected`` case: an ``.npz`` holding every input and the expected outputs by contract name
+    (inputs and outputs never share a name). Never unpickled.
+
+    Raises:
+        UsageError: The file cannot be read, holds a name that is neither an input nor an output of the
+            model, no output at all, or a non-numeric array.
+        InputError: The inputs do not fit the model (names, dtypes, shapes, ids, lengths).
+    """
+    raw = read_npz(path, what="expected outputs")
+    unknown = sorted(k for k in raw if not spec.has(k))
+    if unknown:
+        raise UsageError(
+            f"{path}: {unknown} are neither inputs nor outputs of this model; name the arrays by the contract: "
+            f"inputs {list(spec.input_names)}, outputs {list(spec.output_names)}"
+        )
+    outputs = {k: v for k, v in raw.items() if k in spec.output_names}
+    if not outputs:
+        raise UsageError(
+            f"{path}: holds no expected output (outputs are {list(spec.output_names)}); save what your model "
+            "returned next to its inputs"
+        )
+    for k, v in outputs.items():
+        if not (np.issubdtype(v.dtype, np.number) or v.dtype == np.bool_):
+            raise UsageError(f"{path}: expected output '{k}' is {v.dtype}, not numbers")
+    inputs = _as_feeds({k: v for k, v in raw.items() if k in spec.input_names}, spec)
+    check_feeds(spec, inputs)
+    return ExpectedCase(path.name, inputs, outputs)
 
 
 class _Verifier:
@@ -177,6 +233,12 @@ class _Verifier:
     # -- inputs --------------------------------------------------------------------------------------
     def shapes(self) -> list[tuple[int, int]]:
         """The sweep's (batch, seq) pairs, before any feed is made."""
+        if self.opts.expected:
+            out = []
+            for case in self.opts.expected:
+                sizes = check_feeds(self.spec, case.inputs)
+                out.append((sizes[BATCH], sizes.get(SEQ, 1)))
+            return out
         if self.opts.inputs is not None:
             sizes = check_feeds(self.spec, self.opts.inputs)
             return [(sizes[BATCH], sizes.get(SEQ, 1))]
@@ -228,8 +290,15 @@ def _chunked(v: _Verifier, runners: dict[str, BaseRunner], ref_name: str, batch:
         # with full lengths (padding semantics have their own mode).
         full_feeds["lengths"] = np.full_like(feeds["lengths"], seq)
     outputs = spec.output_names
-    pooled = cfg.model.head.task == "classify"
-    compare_names = [n for n in outputs if not (pooled and n == "output" and cfg.model.head.pooling != "last")]
+    if v.bundle.is_python:
+        # A user's module: seqdeploy does not know what its pooled outputs mean; the states and the
+        # per-step outputs are what carrying state must reproduce.
+        carried = set(spec.state_outputs)
+        compare_names = [n for n in outputs if n in carried or spec.tensor(n).seq_axis is not None]
+    else:
+        pooled = cfg.model.head.task == "classify"
+        at_end = cfg.model.head.pooling in ("last", "output_last")
+        compare_names = [n for n in outputs if not (pooled and n == "output" and not at_end)]
     ref_full: Arrays | None = None
     for name, runner in runners.items():
         detail = f"{len(_split_points(seq, v.opts.chunks))} chunks"
@@ -297,7 +366,10 @@ def _padding(v: _Verifier, name: str, runner: BaseRunner, batch: int, seq: int, 
                 want = in_batch[n] if axis is None else np.take(in_batch[n], np.arange(length), axis=axis)
                 ref.setdefault(n, []).append(want.reshape(-1))
                 got.setdefault(n, []).append(alone[n].reshape(-1))
-                if axis is not None and length < seq:
+                if axis is not None and length < seq and not v.bundle.is_python:
+                    # seqdeploy's models zero every output at padded steps; a user's module need not (a
+                    # Linear after pad_packed_sequence adds its bias there), and its padded steps are still
+                    # compared with the reference in 'full' mode.
                     tail = np.take(in_batch[n], np.arange(length, seq), axis=axis).reshape(-1)
                     ref.setdefault(f"{n}[padded steps]", []).append(np.zeros_like(tail))
                     got.setdefault(f"{n}[padded steps]", []).append(tail)
@@ -397,27 +469,23 @@ def verify(
     for n in names:
         get_backend(n)
     _check_tolerance_names(b.specs["sequence"], {**opts.atol_per_tensor, **opts.rtol_per_tensor})
-    if get_backend(opts.reference).precision != "fp32":
+    if not opts.expected and get_backend(opts.reference).precision != "fp32":
         raise UsageError(f"the reference must be an fp32 backend, not '{opts.reference}'")
     for vals, what in ((opts.batches, "batch"), (opts.seqs, "seq")):
         if vals is not None and (not vals or min(vals) < 1):
             raise UsageError(f"--{what} values must be integers >= 1, got {list(vals)}")
-    m = b.config.model
+    expected = bool(opts.expected)
+    if expected:
+        names = list(dict.fromkeys(opts.backends))
+    _check_imports(b, names, opts)
     report = ParityReport(
-        reference=opts.reference,
+        reference="expected" if expected else opts.reference,
         backends=names,
         seed=opts.seed,
-        model={
-            "cell": m.cell,
-            "layers": len(m.layer_sizes),
-            "bidirectional": m.bidirectional,
-            "batch_first": m.batch_first,
-            "head": m.head.task,
-            "lengths": b.config.export.lengths,
-            "initial_state": b.config.export.initial_state,
-            "graphs": sorted(b.specs),
-        },
+        model=b.model_summary(),
     )
+    if b.is_python:
+        _python_notes(b, names, report)
     report.tolerances = {
         n: {"default": {"atol": v.default.atol, "rtol": v.default.rtol}, "atol": dict(v.atol), "rtol": dict(v.rtol)}
         for n in names
@@ -430,7 +498,7 @@ def verify(
         )
     if lint:
         report.lint.extend(_lint_bundle(b, names))
-    if names == [opts.reference]:
+    if names == [opts.reference] and not expected:
         report.warnings.append(
             f"only the reference '{opts.reference}' was given: no backend is compared with it, only the "
             "self-consistency modes ran; add e.g. --backends ort-cpu"
@@ -439,12 +507,15 @@ def verify(
     check_sweep_budget(
         v.spec,
         v.shapes(),
-        b.config.model,
+        None if b.is_python else b.config.model,
         sum(int(e["bytes"]) for e in b.manifest["files"].values()),
         max_memory_gb=opts.max_memory_gb,
     )
     try:
-        _run(v, b, names, report)
+        if expected:
+            _run_expected(v, b, names, report)
+        else:
+            _run(v, b, names, report)
     except KeyboardInterrupt:
         report.partial = True  # the caller writes what was checked so far, marked partial
     report.duration_s = time.perf_counter() - start
@@ -455,6 +526,65 @@ def verify(
             + "); choose other --modes, --batch or --seq"
         )
     return report
+
+
+def _check_imports(b: Bundle, names: Sequence[str], opts: VerifyOptions) -> None:
+    """``no_import``: a torch backend of a ``source = "python"`` bundle would import (run) the user's code."""
+    importing = [n for n in names if n in IMPORTING_BACKENDS]
+    if not (b.is_python and opts.no_import and importing):
+        return
+    raise UsageError(
+        f"{b.path}: backend(s) {importing} would import your module {b.user_module.get('resolved')} (the torch "
+        "reference of a source = 'python' bundle is your module itself), which runs its code; --no-import "
+        "refuses. Check the deployment against outputs computed by your model instead: "
+        f"seqdeploy verify {b.path} --no-import --expected FILE.npz (docs/your-model.md)"
+    )
+
+
+def _python_notes(b: Bundle, names: Sequence[str], report: ParityReport) -> None:
+    """Say what the reference is, and warn when the module's source changed since export."""
+    from seqdeploy.manifest import sha256
+
+    um = b.user_module
+    if any(n in IMPORTING_BACKENDS for n in names):
+        report.notes.append(
+            f"the torch reference is your module {um.get('resolved')} (class {um.get('class')}), imported and built "
+            f"with kwargs {um.get('kwargs')} and the exported weights {b.manifest.get('weights')}"
+        )
+    source, digest = um.get("source_file"), um.get("source_sha256")
+    if source and digest:
+        path = Path(source)
+        if not path.is_file():
+            report.warnings.append(
+                f"{source}: the module's source file is gone since export; the torch backends cannot import it "
+                "(use --expected FILE.npz with --no-import)"
+            )
+        elif sha256(path) != digest:
+            report.warnings.append(
+                f"{source}: changed since export (sha256 differs); the reference is the module as it is now, so "
+                "any change to its forward shows up as a parity failure"
+            )
+
+
+def _run_expected(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> None:
+    """Every backend against each ``--expected`` case's outputs (the files are the reference)."""
+    spec = v.spec
+    v.total = max(1, len(names) * len(v.opts.expected))
+    for case in v.opts.expected:
+        left = [n for n in spec.output_names if n not in case.outputs]
+        if left:
+            report.warnings.append(f"{case.name}: has no expected {left}; those outputs were not compared")
+    with contextlib.ExitStack() as stack:
+        with b.snapshot():
+            runners = {n: stack.enter_context(make_runner(n, b, "sequence", threads=v.opts.threads)) for n in names}
+        for case in v.opts.expected:
+            sizes = check_feeds(spec, case.inputs)
+            batch, seq = sizes[BATCH], sizes.get(SEQ, 1)
+            for n, runner in runners.items():
+                with _guard(v, n, "expected", batch, seq, case.name):
+                    got = runner.infer(case.inputs)
+                    v.compare(n, "expected", batch, seq, "reference", case.outputs, got, case.name)
+                v.tick()
 
 
 def _check_tolerance_names(spec: IOSpec, per_tensor: Mapping[str, float]) -> None:
@@ -505,16 +635,24 @@ def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> Non
         why = (
             "the backward direction of a bidirectional model needs the whole sequence"
             if b.bidirectional
+            else "the module has no state pairs ([io] call / [io] state)"
+            if b.is_python
             else "the graph has no state inputs (export.initial_state = false)"
         )
         report.skipped.append(Skip("chunked", why))
     if "padding" in want and not spec.has("lengths"):
-        report.skipped.append(Skip("padding", "the model has no 'lengths' input (export.lengths = false)"))
-    if "identities" in want and m.head.task != "none":
+        where = "no 'lengths' in [io] call" if b.is_python else "export.lengths = false"
+        report.skipped.append(Skip("padding", f"the model has no 'lengths' input ({where})"))
+    if "identities" in want and b.is_python:
+        report.skipped.append(
+            Skip("identities", "output is your module's (source = 'python'): no identity with h_n is known")
+        )
+    elif "identities" in want and m.head.task != "none":
         report.skipped.append(Skip("identities", f"output is a '{m.head.task}' head, not the recurrent output"))
     has_step = "step" in b.specs
     if "step" in want and not has_step:
-        report.skipped.append(Skip("step", "no step graph in this export (export with --step)"))
+        how = "source = 'python' bundles have none" if b.is_python else "export with --step"
+        report.skipped.append(Skip("step", f"no step graph in this export ({how})"))
     step_names = [n for n in names if "step" in get_backend(n).graphs] if has_step and "step" in want else []
     for n in names:
         if has_step and "step" in want and n not in step_names:
@@ -559,7 +697,7 @@ def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> Non
                     _batch_independence(v, n, runner, batch, seq, feeds, fulls[n])
                 if "padding" in want and padded:
                     _padding(v, n, runner, batch, seq, feeds, fulls[n])
-                if "identities" in want and m.head.task == "none":
+                if "identities" in want and not b.is_python and m.head.task == "none":
                     _identities(v, n, batch, seq, feeds, fulls[n])
                 if n in steppers:
                     _step(v, n, steppers[n], batch, seq, feeds, fulls[n], ref_out if n != opts.reference else None)

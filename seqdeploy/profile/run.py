@@ -26,7 +26,6 @@ from seqdeploy.budget import check_sweep_budget
 from seqdeploy.errors import UsageError
 from seqdeploy.feeds import carry_state, make_feeds
 from seqdeploy.manifest import Bundle, library_versions
-from seqdeploy.profile.flops import recurrent_flops, recurrent_flops_per_token
 from seqdeploy.profile.report import ProfileCase, ProfileReport
 from seqdeploy.profile.sgemm import library_of, sgemm_gflops
 from seqdeploy.profile.timing import LatencyStats
@@ -232,7 +231,7 @@ def profile(
     check_sweep_budget(
         spec,
         shapes,
-        cfg.model,
+        None if b.is_python else cfg.model,
         sum(int(e["bytes"]) for e in b.manifest["files"].values()),
         copies=2 + 2 * len(names),
         what="profile",
@@ -251,14 +250,8 @@ def profile(
             "streaming": opts.streaming,
             "seed": opts.seed,
         },
-        model={
-            "cell": cfg.model.cell,
-            "layers": len(cfg.model.layer_sizes),
-            "hidden": list(cfg.model.layer_sizes),
-            "bidirectional": cfg.model.bidirectional,
-            "head": cfg.model.head.task,
-            "flops_per_token": recurrent_flops_per_token(cfg.model),
-        },
+        # From the bundle, not the config: a source = "python" model's facts were found at export.
+        model={**_model_fields(b), "flops_per_token": b.flops_per_token},
     )
     stream_ok = opts.streaming and b.streamable
     if opts.streaming and not stream_ok:
@@ -295,7 +288,7 @@ def profile(
             for batch, seq in shapes:
                 # Full lengths: every token counted in tokens/s and FLOPs is really processed.
                 feeds = make_feeds(spec, batch, seq, seed=opts.seed, full_lengths=True)
-                flops = recurrent_flops(cfg.model, batch, seq)
+                flops = b.flops_per_token * batch * seq
                 samples: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in runners}
                 for runner in runners.values():
                     _warm_up(runner, feeds, opts)
@@ -335,4 +328,11 @@ def _stream_case(b: Bundle, name: str, runner: BaseRunner, batch: int, opts: Pro
     feeds = make_feeds(spec, batch, 1, seed=opts.seed, full_lengths=True)
     steps = opts.iters if opts.iters is not None else opts.streaming_steps
     host = _time_streaming(runner, spec, feeds, steps, opts.warmup)
-    return _case(name, "streaming", spec.kind, batch, 1, host, [], recurrent_flops(b.config.model, batch, 1))
+    return _case(name, "streaming", spec.kind, batch, 1, host, [], b.flops_per_token * batch)
+
+
+def _model_fields(b: Bundle) -> dict[str, object]:
+    summary = b.model_summary()
+    if b.is_python:
+        return summary
+    return {k: summary[k] for k in ("cell", "layers", "hidden", "bidirectional", "head")}

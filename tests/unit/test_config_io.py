@@ -110,7 +110,9 @@ def test_unknown_key_in_nested_table_names_full_path():
 def test_unknown_top_level_table():
     raw = tiny_raw()
     raw["exprot"] = {}
-    _raises(raw, "exprot: unknown key", "did you mean 'export'?", "valid keys here: export, model, shapes")
+    _raises(
+        raw, "exprot: unknown key", "did you mean 'export'?", "valid keys here: checkpoint, export, io, model, shapes"
+    )
 
 
 def test_unknown_cell_lists_allowed_values():

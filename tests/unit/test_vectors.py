@@ -314,3 +314,178 @@ def test_build_model_missing_vectors_file(tmp_path: Path):
     cfg = dataclasses.replace(load_config(CONFIGS / "gru_glove_classifier.toml"), base_dir=str(tmp_path))
     with pytest.raises(VectorsError, match="vectors file not found"):
         build_model(cfg)
+
+
+# ------------------------------------------------------------------------ traps (issue 11) and hardening
+
+
+def _hello_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A vocabulary whose id 0 is a real word ('hello'), as when ids come from a tokenizer without padding."""
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("hello\nworld\nfoo\n", encoding="utf-8")
+    vectors = _write_glove(tmp_path / "glove.txt", {"hello": [1.0, 2.0, 3.0], "world": [4.0, 5.0, 6.0]})
+    return vocab, vectors
+
+
+def _emb_config(tmp_path: Path, **emb: object):
+    from seqdeploy.config_io import config_from_dict
+
+    raw = {"model": {"cell": "gru", "hidden_size": 2, "embedding": {"vocab_size": 3, "dim": 3, **emb}}}
+    return config_from_dict(raw, base_dir=str(tmp_path))
+
+
+def test_padding_idx_false_keeps_row_zero(tmp_path: Path):
+    from seqdeploy.models.build import build_model
+
+    vocab, vectors = _hello_files(tmp_path)
+    cfg = _emb_config(tmp_path, padding_idx=False, vectors=vectors.name, vocab=vocab.name, oov="zeros")
+    assert cfg.model.embedding.padding_idx is None
+    model, report = build_model(cfg)
+    np.testing.assert_array_equal(model.embedding.weight.detach().numpy()[0], [1, 2, 3])  # 'hello' kept
+    assert model.embedding.padding_idx is None
+    assert report.found == 2 and report.oov == 1  # row 0 counts: it is a word
+    assert report.padding_dropped is None and not report.warnings
+
+
+def test_padding_idx_true_is_refused():
+    from seqdeploy.config_io import config_from_dict
+    from seqdeploy.errors import ConfigError
+
+    raw = {"model": {"cell": "gru", "hidden_size": 2, "embedding": {"vocab_size": 3, "dim": 3, "padding_idx": True}}}
+    with pytest.raises(ConfigError, match=r"model.embedding.padding_idx: expected an int or false"):
+        config_from_dict(raw)
+
+
+def test_a_vector_dropped_at_padding_idx_is_reported(tmp_path: Path):
+    vocab, vectors = _hello_files(tmp_path)
+    m, rep = vectors_for_vocab(vectors, load_vocab(vocab), 3, oov="zeros", padding_idx=0)
+    assert not m[0].any()
+    assert rep.padding_dropped == "hello"
+    assert rep.warnings == (
+        "vector for 'hello' at padding_idx 0 dropped (the padding row is zero) — set padding_idx = false to keep it",
+    )
+    assert rep.to_dict()["padding_dropped"] == "hello"
+
+
+def test_utf8_bom_is_stripped_from_vocab_and_vectors(tmp_path: Path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_bytes(b"\xef\xbb\xbfcat\ndog\n")
+    assert load_vocab(vocab) == ["cat", "dog"]
+    vectors = tmp_path / "v.txt"
+    vectors.write_bytes(b"\xef\xbb\xbfcat 1 2 3\ndog 4 5 6\n")
+    m, rep = vectors_for_vocab(vectors, ["<pad>", "cat", "dog"], 3)
+    assert rep.found == 2  # 'cat' (first line, after the BOM) is found
+    np.testing.assert_array_equal(m[1], [1, 2, 3])
+    w2v = tmp_path / "w.txt"
+    w2v.write_bytes(b"\xef\xbb\xbf2 3\ncat 1 2 3\ndog 4 5 6\n")
+    _, rep = vectors_for_vocab(w2v, ["<pad>", "cat", "dog"], 3)
+    assert rep.format == "word2vec" and rep.found == 2
+
+
+@pytest.mark.parametrize(("text", "line"), [("a\nb\n\n", 3), ("a\n\nb\n", 2), ("a\n \nb", 2), ("a\r\n\r\nb\r\n", 2)])
+def test_blank_vocab_lines_are_refused_with_the_line_number(tmp_path: Path, text: str, line: int):
+    path = tmp_path / "vocab.txt"
+    path.write_bytes(text.encode())
+    with pytest.raises(VectorsError) as info:
+        load_vocab(path)
+    assert str(info.value).startswith(f"{path}:{line}: blank line")
+    assert "vocab_size" not in str(info.value)  # never "grow vocab_size" for a stray blank line
+
+
+def test_vocab_ending_with_crlf_and_no_final_newline(tmp_path: Path):
+    (tmp_path / "a.txt").write_bytes(b"a\r\nb\r\n")
+    (tmp_path / "b.txt").write_bytes(b"a\nb")
+    assert load_vocab(tmp_path / "a.txt") == ["a", "b"] == load_vocab(tmp_path / "b.txt")
+
+
+def test_vocab_token_with_surrounding_spaces_is_refused(tmp_path: Path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("a\nb \n")
+    with pytest.raises(VectorsError, match=r"vocab.txt:2: token 'b ' has leading or trailing whitespace"):
+        load_vocab(path)
+
+
+def _write_w2v_bin(path: Path, rows: dict[str, list[float]], *, newline: bool, header: bytes | None = None) -> Path:
+    dim = len(next(iter(rows.values())))
+    data = header if header is not None else f"{len(rows)} {dim}\n".encode()
+    for tok, vec in rows.items():
+        data += tok.encode() + b" " + np.asarray(vec, dtype="<f4").tobytes() + (b"\n" if newline else b"")
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("newline", [True, False], ids=["c-tool", "gensim"])
+@pytest.mark.parametrize("fmt", ["auto", "word2vec_binary"])
+def test_binary_word2vec_is_read_natively(tmp_path: Path, newline: bool, fmt: str):
+    rows = {**ROWS, "\u00e9t\u00e9": [0.25, 0.5, -1.0]}
+    path = _write_w2v_bin(tmp_path / "v.bin", rows, newline=newline)
+    vocab = [*VOCAB, "\u00e9t\u00e9"]
+    m, rep = vectors_for_vocab(path, vocab, 3, fmt=fmt, oov="zeros")
+    assert rep.format == "word2vec_binary"
+    assert rep.vectors_in_file == 5 and rep.found == 4
+    for tok in [*FOUND, "\u00e9t\u00e9"]:
+        np.testing.assert_array_equal(m[vocab.index(tok)], np.float32(rows[tok]))
+
+
+def test_binary_word2vec_errors(tmp_path: Path):
+    path = _write_w2v_bin(tmp_path / "v.bin", ROWS, newline=True, header=b"5 3\n")  # claims 5, has 4
+    with pytest.raises(VectorsError, match=r"entry 5 of 5 .*ends early"):
+        vectors_for_vocab(path, VOCAB, 3)
+    path = _write_w2v_bin(tmp_path / "w.bin", ROWS, newline=True)
+    with pytest.raises(VectorsError, match=r"word2vec header says dim 3, but the config has embedding.dim = 4"):
+        vectors_for_vocab(path, VOCAB, 4)
+
+
+@pytest.mark.parametrize(
+    ("head", "what"),
+    [
+        (b"\x1f\x8b\x08\x00rest", "a gzip archive"),
+        (b"PK\x03\x04rest", "a zip archive"),
+        (b"\x80\x04\x95rest", "a Python pickle"),
+        (b"\x93NUMPY\x01\x00", "a NumPy .npy array"),
+    ],
+)
+def test_other_formats_are_refused_listing_the_supported_ones(tmp_path: Path, head: bytes, what: str):
+    path = tmp_path / "vectors.dat"
+    path.write_bytes(head)
+    with pytest.raises(VectorsError) as info:
+        vectors_for_vocab(path, VOCAB, 3)
+    msg = str(info.value)
+    assert what in msg
+    assert "Supported: GloVe text" in msg and "word2vec binary (.bin" in msg
+
+
+def test_binary_without_header_is_refused_listing_formats(tmp_path: Path):
+    path = tmp_path / "v.bin"
+    path.write_bytes(b"cat " + np.float32([1, 2, 3]).tobytes() + b"\xff\xfe\n")
+    with pytest.raises(VectorsError, match="Supported: GloVe text"):
+        vectors_for_vocab(path, VOCAB, 3)
+
+
+def test_vectors_or_vocab_path_that_is_a_directory(tmp_path: Path):
+    with pytest.raises(VectorsError, match="is a directory"):
+        vectors_for_vocab(tmp_path, VOCAB, 3)
+    with pytest.raises(VectorsError, match="is a directory"):
+        load_vocab(tmp_path)
+
+
+def test_zero_coverage_warns(tmp_path: Path):
+    path = _write_glove(tmp_path / "v.txt", {"Cat": [1.0, 2.0, 3.0]})  # case differs from the vocabulary
+    _, rep = vectors_for_vocab(path, VOCAB, 3)
+    assert rep.coverage == 0.0
+    assert len(rep.warnings) == 1 and rep.warnings[0].startswith("0 of 5 vocabulary tokens have a vector")
+    assert rep.to_dict()["warnings"] == list(rep.warnings)
+
+
+def test_unused_vectors_are_still_checked(tmp_path: Path):
+    from seqdeploy.models.build import check_unused_vectors
+
+    vocab, vectors = _hello_files(tmp_path)
+    record = check_unused_vectors(_emb_config(tmp_path, vectors=vectors.name, vocab=vocab.name))
+    assert record is not None
+    assert record["used"] is False and "checkpoint's embedding weights win" in str(record["reason"])
+    with pytest.raises(VectorsError, match="vectors file not found"):
+        check_unused_vectors(_emb_config(tmp_path, vectors="nope.txt", vocab=vocab.name))
+    (tmp_path / "blank.txt").write_text("a\n\nb\n")
+    with pytest.raises(VectorsError, match="blank line"):
+        check_unused_vectors(_emb_config(tmp_path, vectors=vectors.name, vocab="blank.txt"))

@@ -1,0 +1,439 @@
+"""Checkpoints that load as trained: read safely, unwrap, map names by structure, refuse what would be wrong.
+
+A user's checkpoint is rarely keyed like the model seqdeploy builds: it is a training checkpoint
+(``{"epoch": 3, "model_state_dict": ...}``), was saved through ``nn.DataParallel`` (``module.`` prefixes),
+or comes from a tutorial module whose attributes are ``lstm``/``rnn``/``fc``/``cell_1``… where the zoo model
+has ``core.rnn``/``head``/``core.cells.0``. This module
+
+1. reads the file with ``torch.load(weights_only=True)`` — never unpickling code, and never repeating
+   torch's advice to turn that off;
+2. unwraps ``state_dict``/``model_state_dict``/``model``/``net`` and strips ``module.``/``_orig_mod.``;
+3. refuses tensors that cannot be weights of a real-valued model: meta (no data), complex (the imaginary
+   part would be dropped), sparse or quantized, NaN/Inf;
+4. maps the keys: ``[checkpoint] map`` when given; otherwise, when the names differ, by structure —
+   tensors are grouped by their module prefix, a group's signature is its parameter suffixes and shapes
+   (``weight_ih_l0 [80, 20]`` …), and groups of equal signature pair up in order of appearance
+   (``cell_1``, ``cell_2`` → ``core.cells.0``, ``.1``). The mapping is used only when every tensor on both
+   sides is paired, and is reported; anything else is refused with the proposal and what is left over.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from seqdeploy.errors import CheckpointError
+
+__all__ = ["WRAPPER_KEYS", "CheckpointLoad", "fit_state_dict", "load_checkpoint", "read_state_dict"]
+
+WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model_state_dict", "model", "net")
+"""Keys under which training checkpoints keep the model's state_dict."""
+_PREFIXES = ("module.", "_orig_mod.")  # nn.DataParallel/DistributedDataParallel, torch.compile
+_SAVE_HINT = "Save the weights as a plain state_dict where the model is defined: torch.save(model.state_dict(), path)"
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CheckpointLoad:
+    """How a checkpoint was loaded (printed by ``export`` and stored in the manifest's ``checkpoint_load``).
+
+    Attributes:
+        path: The file.
+        unwrapped: The wrapper keys followed (``["model_state_dict"]``), empty for a plain state_dict.
+        stripped_prefix: ``"module."`` when DataParallel prefixes were removed.
+        mapping: Renames applied, ``{"lstm.": "core.rnn."}`` (prefixes end in ``.``; identity left out).
+        mapping_source: ``exact`` (names matched), ``config`` (``[checkpoint] map``) or ``structure``.
+        tensors: Number of tensors loaded.
+    """
+
+    path: str
+    unwrapped: tuple[str, ...] = ()
+    stripped_prefix: str | None = None
+    mapping: dict[str, str] = field(default_factory=dict)
+    mapping_source: Literal["exact", "config", "structure"] = "exact"
+    tensors: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "path": self.path,
+            "unwrapped": list(self.unwrapped),
+            "stripped_prefix": self.stripped_prefix,
+            "mapping": dict(self.mapping),
+            "mapping_source": self.mapping_source,
+            "tensors": self.tensors,
+        }
+
+    def describe(self) -> list[str]:
+        """Lines for the terminal: what was unwrapped, stripped and renamed."""
+        lines = []
+        if self.unwrapped:
+            lines.append(f"checkpoint: took the state_dict under {' -> '.join(repr(k) for k in self.unwrapped)}")
+        if self.stripped_prefix:
+            lines.append(f"checkpoint: stripped the '{self.stripped_prefix}' prefix (DataParallel / compile)")
+        if self.mapping:
+            how = {
+                "structure": "mapped by structure (parameter names, shapes, order of appearance)",
+                "config": "mapped by [checkpoint] map",
+                "exact": "mapped",
+            }[self.mapping_source]
+            renames = ", ".join(f"'{a}' -> '{b}'" for a, b in self.mapping.items())
+            lines.append(f"checkpoint: {how}: {renames}")
+            if self.mapping_source == "structure":
+                lines.append("checkpoint: set [checkpoint] map in the config to choose another mapping")
+        return lines
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+def _clean_torch_error(exc: BaseException) -> str:
+    """Torch's message without its advice to load with ``weights_only=False`` (never ours to give)."""
+    text = str(exc)
+    m = re.search(r"GLOBAL ([\w.]+)", text)
+    if m:
+        return (
+            f"it holds a pickled Python object of type {m.group(1)} (a whole model or object saved with "
+            "torch.save(obj)?), which seqdeploy never unpickles"
+        )
+    kept = []
+    for line in text.splitlines():
+        for sentence in re.split(r"(?<=[.!?])\s+", line):
+            low = sentence.lower()
+            if any(w in low for w in ("weights_only", "safe_globals", "trust", "arbitrary code")):
+                continue
+            if sentence.strip():
+                kept.append(sentence.strip())
+    detail = " ".join(kept)[:300] or type(exc).__name__
+    return f"{type(exc).__name__}: {detail}"
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], tuple[str, ...], str | None]:
+    """Read a checkpoint into a plain ``{name: tensor}``.
+
+    Returns:
+        ``(state, wrapper keys followed, stripped prefix)``.
+
+    Raises:
+        CheckpointError: Missing, unreadable, holding pickled objects, not a state_dict, or holding tensors
+            that are not real weights (meta, complex, sparse, quantized, NaN/Inf).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory; expected a checkpoint file saved with torch.save")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found") from None
+    except PermissionError as exc:
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {exc.strerror}") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        raise CheckpointError(
+            f"{path}: cannot be read as a weights-only state_dict ({_clean_torch_error(exc)}). {_SAVE_HINT}; "
+            "seqdeploy never unpickles arbitrary objects."
+        ) from None
+    state, unwrapped = _unwrap(path, obj)
+    state, stripped = _strip_prefix(state)
+    _check_tensors(path, state)
+    return state, unwrapped, stripped
+
+
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _unwrap(path: Path, obj: object) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+    followed: list[str] = []
+    for _ in range(3):  # {"model": {"state_dict": ...}} at most
+        if _is_state_dict(obj):
+            assert isinstance(obj, dict)
+            return {str(k): v for k, v in obj.items()}, tuple(followed)
+        if not isinstance(obj, dict):
+            break
+        found = [k for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)]
+        if len(found) > 1 and any(not _same(obj[found[0]], obj[k]) for k in found[1:]):
+            raise CheckpointError(
+                f"{path}: holds several different state_dicts ({', '.join(repr(k) for k in found)}); seqdeploy "
+                f"cannot tell which is the model. {_SAVE_HINT}"
+            )
+        if not found:
+            tensors = [k for k, v in obj.items() if isinstance(v, torch.Tensor)]
+            others = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+            if tensors and others:
+                raise CheckpointError(
+                    f"{path}: mixes tensors with other values ({', '.join(map(str, others[:8]))}); expected a "
+                    f"state_dict (only tensors). {_SAVE_HINT}"
+                )
+            raise CheckpointError(
+                f"{path}: expected a state_dict (a dict of tensors) or a training checkpoint holding one under "
+                f"{', '.join(repr(k) for k in WRAPPER_KEYS)}; got a dict with keys "
+                f"{[str(k) for k in list(obj)[:10]]}. {_SAVE_HINT}"
+            )
+        followed.append(found[0])
+        obj = obj[found[0]]
+    raise CheckpointError(f"{path}: expected a state_dict (a dict of tensors), got {type(obj).__name__}. {_SAVE_HINT}")
+
+
+def _same(a: object, b: object) -> bool:
+    if not (isinstance(a, dict) and isinstance(b, dict)) or a.keys() != b.keys():
+        return False
+    return all(
+        isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape and bool((x == y).all())
+        for x, y in ((a[k], b[k]) for k in a)
+    )
+
+
+def _strip_prefix(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str | None]:
+    stripped = None
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if state and all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                stripped = prefix if stripped is None else stripped
+                changed = True
+    return state, stripped
+
+
+def _check_tensors(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    problems = []
+    for k, v in state.items():
+        if v.is_meta:
+            problems.append(f"{k}: a meta tensor (shape only, no data: saved from a model built on the meta device)")
+        elif v.is_complex():
+            problems.append(f"{k}: complex ({v.dtype}); weights are real and the imaginary part would be lost")
+        elif v.layout != torch.strided:
+            problems.append(f"{k}: a {v.layout} tensor; save dense weights (tensor.to_dense())")
+        elif v.is_quantized:
+            problems.append(f"{k}: quantized ({v.dtype}); save the float weights (seqdeploy quantizes itself)")
+    if problems:
+        raise CheckpointError(
+            f"{path}: holds tensors that cannot be a model's weights:\n  "
+            + "\n  ".join(problems[:20])
+            + f"\n{_SAVE_HINT}"
+        )
+    nonfinite = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if nonfinite:
+        raise CheckpointError(f"{path}: tensors with NaN/Inf values: {', '.join(nonfinite)}")
+
+
+# ------------------------------------------------------------------------------------------------ mapping
+
+
+def _split(key: str) -> tuple[str, str]:
+    prefix, _, suffix = key.rpartition(".")
+    return prefix, suffix
+
+
+def _groups(shapes: Mapping[str, Shape]) -> dict[str, dict[str, Shape]]:
+    """``{module prefix: {parameter suffix: shape}}`` in order of first appearance."""
+    out: dict[str, dict[str, Shape]] = {}
+    for key, shape in shapes.items():
+        prefix, suffix = _split(key)
+        out.setdefault(prefix, {})[suffix] = shape
+    return out
+
+
+def _signature(group: Mapping[str, Shape]) -> tuple[tuple[str, Shape], ...]:
+    return tuple(sorted(group.items()))
+
+
+def _trailing_number(prefix: str) -> int | None:
+    m = re.search(r"(\d+)$", prefix)
+    return int(m.group(1)) if m else None
+
+
+def _fmt_prefix(prefix: str) -> str:
+    return f"{prefix}." if prefix else ""
+
+
+def _fmt_group(prefix: str, group: Mapping[str, Shape]) -> str:
+    return ", ".join(f"{_fmt_prefix(prefix)}{s} {list(shape)}" for s, shape in group.items())
+
+
+@dataclass
+class _Proposal:
+    pairs: dict[str, str]  # checkpoint prefix -> model prefix
+    left_checkpoint: list[str]
+    left_model: list[str]
+    ambiguous: list[str]
+
+    @property
+    def complete(self) -> bool:
+        return not (self.left_checkpoint or self.left_model or self.ambiguous)
+
+
+def _propose(src: Mapping[str, Shape], dst: Mapping[str, Shape]) -> _Proposal:
+    """Pair checkpoint groups with model groups of the same signature, in order of appearance."""
+    sgroups, dgroups = _groups(src), _groups(dst)
+    by_sig_s: dict[tuple[tuple[str, Shape], ...], list[str]] = {}
+    by_sig_d: dict[tuple[tuple[str, Shape], ...], list[str]] = {}
+    for p, g in sgroups.items():
+        by_sig_s.setdefault(_signature(g), []).append(p)
+    for p, g in dgroups.items():
+        by_sig_d.setdefault(_signature(g), []).append(p)
+    prop = _Proposal({}, [], [], [])
+    for sig, sps in by_sig_s.items():
+        dps = by_sig_d.get(sig, [])
+        n = min(len(sps), len(dps))
+        numbers = [_trailing_number(p) for p in sps]
+        if len(sps) > 1 and all(x is not None for x in numbers) and numbers != sorted(numbers):  # type: ignore[type-var]
+            prop.ambiguous.append(
+                f"{', '.join(sps)} have the same structure, and their order in the file ({', '.join(sps)}) is "
+                "not their numbering; name the pairs in [checkpoint] map"
+            )
+        for s, d in zip(sps[:n], dps[:n], strict=True):
+            prop.pairs[s] = d
+        prop.left_checkpoint.extend(_fmt_group(p, sgroups[p]) for p in sps[n:])
+        prop.left_model.extend(_fmt_group(p, dgroups[p]) for p in dps[n:])
+    for sig, dps in by_sig_d.items():
+        if sig not in by_sig_s:
+            prop.left_model.extend(_fmt_group(p, dgroups[p]) for p in dps)
+    return prop
+
+
+def _apply_prefix_map(keys: list[str], mapping: Mapping[str, str]) -> dict[str, str]:
+    """``{old key: new key}``: the longest matching ``[checkpoint] map`` entry renames each key."""
+    out = {}
+    prefixes = sorted((k for k in mapping if k.endswith(".")), key=len, reverse=True)
+    for key in keys:
+        if key in mapping:
+            out[key] = mapping[key]
+            continue
+        for p in prefixes:
+            if key.startswith(p):
+                out[key] = mapping[p] + key[len(p) :]
+                break
+        else:
+            out[key] = key
+    return out
+
+
+def _mismatch_lines(state: Mapping[str, Shape], own: Mapping[str, Shape]) -> list[str]:
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [
+        f"{k}: checkpoint {tuple(state[k])} vs model {tuple(own[k])}"
+        for k in sorted(set(own) & set(state))
+        if state[k] != own[k]
+    ]
+    lines = []
+    if missing:
+        lines.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+    if unexpected:
+        lines.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+    if wrong:
+        lines.append(f"shape mismatches ({len(wrong)}): {'; '.join(wrong)}")
+    return lines
+
+
+def _proposal_lines(prop: _Proposal) -> list[str]:
+    lines = []
+    renames = {a: b for a, b in prop.pairs.items() if a != b}
+    if renames:
+        lines.append(
+            "proposed mapping by structure (parameter names, shapes, order): "
+            + ", ".join(f"'{_fmt_prefix(a)}' -> '{_fmt_prefix(b)}'" for a, b in renames.items())
+        )
+    if prop.left_checkpoint:
+        lines.append(
+            "left over in the checkpoint (nothing in the model has their structure): "
+            + "; ".join(prop.left_checkpoint)
+        )
+    if prop.left_model:
+        lines.append(
+            "left over in the model (nothing in the checkpoint has their structure): " + "; ".join(prop.left_model)
+        )
+    lines.extend(f"ambiguous: {a}" for a in prop.ambiguous)
+    return lines
+
+
+def fit_state_dict(
+    path: Path,
+    state: dict[str, torch.Tensor],
+    own: Mapping[str, Shape],
+    key_map: Mapping[str, str] | None = None,
+    *,
+    what: str = "the model built from the config",
+) -> tuple[dict[str, torch.Tensor], dict[str, str], Literal["exact", "config", "structure"]]:
+    """Rename ``state``'s keys to ``own``'s (the model's ``{key: shape}``).
+
+    Returns:
+        ``(renamed state, prefix renames, how)``.
+
+    Raises:
+        CheckpointError: No complete mapping: the message lists missing/unexpected keys, the proposal by
+            structure and what is left over.
+    """
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    if key_map:
+        renamed = _apply_prefix_map(list(state), key_map)
+        if len(set(renamed.values())) != len(renamed):
+            raise CheckpointError(f"{path}: [checkpoint] map sends two tensors to the same name")
+        mapped = {renamed[k]: v for k, v in state.items()}
+        mapped_shapes = {k: tuple(v.shape) for k, v in mapped.items()}
+        if set(mapped_shapes) == set(own) and all(mapped_shapes[k] == own[k] for k in own):
+            return mapped, dict(key_map), "config"
+        lines = _mismatch_lines(mapped_shapes, own)
+        prop = _propose(shapes, own)
+        raise CheckpointError(
+            f"{path}: after [checkpoint] map it still does not fit {what}:\n  "
+            + "\n  ".join(lines + _proposal_lines(prop))
+            + "\nFix [checkpoint] map (a key ending in '.' renames that prefix)."
+        )
+    if set(shapes) == set(own):
+        lines = _mismatch_lines(shapes, own)
+        if lines:
+            raise CheckpointError(
+                f"{path}: does not fit {what}:\n  " + "\n  ".join(lines) + "\nCheck that [model] matches the "
+                "model the checkpoint was trained with."
+            )
+        return state, {}, "exact"
+    prop = _propose(shapes, own)
+    if prop.complete:
+        rename = {}
+        for key in state:
+            prefix, suffix = _split(key)
+            new_prefix = prop.pairs[prefix]
+            rename[key] = f"{_fmt_prefix(new_prefix)}{suffix}"
+        mapped = {rename[k]: v for k, v in state.items()}
+        renames = {_fmt_prefix(a): _fmt_prefix(b) for a, b in prop.pairs.items() if a != b}
+        return mapped, renames, "structure"
+    raise CheckpointError(
+        f"{path}: does not fit {what}, and no unique mapping by structure was found:\n  "
+        + "\n  ".join(_mismatch_lines(shapes, own) + _proposal_lines(prop))
+        + "\nCheck that [model] matches the model the checkpoint was trained with, or name the renames in "
+        '[checkpoint] map = { "old." = "new." }.'
+    )
+
+
+def load_checkpoint(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    key_map: Mapping[str, str] | None = None,
+    what: str = "the model built from the config",
+) -> CheckpointLoad:
+    """Load a checkpoint into ``model`` (see the module docstring for what is accepted and refused).
+
+    Raises:
+        CheckpointError: The file cannot be read safely, holds no usable state_dict, or does not fit.
+    """
+    path = Path(path)
+    state, unwrapped, stripped = read_state_dict(path)
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    mapped, renames, how = fit_state_dict(path, state, own, key_map, what=what)
+    try:
+        model.load_state_dict(mapped, strict=True)
+    except RuntimeError as exc:  # a dtype torch cannot copy (e.g. bool into float)
+        raise CheckpointError(f"{path}: cannot be loaded into {what}: {str(exc).splitlines()[0]}") from None
+    model.eval()
+    return CheckpointLoad(str(path), unwrapped, stripped, renames, how, len(mapped))
