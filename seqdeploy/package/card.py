@@ -54,9 +54,9 @@ def render_card(manifest: dict[str, Any], report: ParityReport) -> str:
     info = manifest["model"]
     models: dict[str, Any] = manifest["models"]
     default = models[manifest["default_model"]]
-    layers = "×".join(str(s) for s in info["layer_sizes"])
     what = (
-        f"{'bidirectional ' if info['bidirectional'] else ''}{info['cell']} (hidden {layers}), "
+        _describe(info)
+        + ", "
         + (
             f"token ids (vocabulary {info['vocab_size']})"
             if info["vocab_size"]
@@ -254,6 +254,15 @@ def _json_input(t: dict[str, Any], ids: list[int]) -> str:
         n *= int(d)
     shape = ", ".join(str(d) for d in [1, *dims])
     return f'{{"name": "{name}", "shape": [{shape}], "datatype": "FP32", "data": [0.0] * {n}}}'
+
+
+def _describe(info: dict[str, Any]) -> str:
+    s = info.get("summary") or {}
+    if info.get("source") == "python":
+        layers = ", ".join(s.get("recurrent") or []) or "no recurrent layer found"
+        return f"your module {s.get('class') or s.get('entry')} ({layers})"
+    hidden = "×".join(str(h) for h in s.get("hidden", []))
+    return f"{'bidirectional ' if info['bidirectional'] else ''}{s.get('cell')} (hidden {hidden})"
 
 
 def _tensors(models: dict[str, Any]) -> list[str]:

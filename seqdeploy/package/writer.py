@@ -137,10 +137,19 @@ def _variants(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(v for v in VARIANTS if v in values)
 
 
+def _id_range(bundle: Bundle) -> int | None:
+    """The vocabulary size the graph accepts (``input``'s value range), or ``None`` for float features."""
+    t = bundle.specs["sequence"].tensor("input")
+    if t.dtype != "int64" or t.value_range is None or not isinstance(t.value_range[1], int):
+        return None
+    return t.value_range[1] + 1
+
+
 def _vocab_file(bundle: Bundle, explicit: Path | None) -> tuple[Path | None, str | None]:
-    """The vocabulary to package, or ``(None, why not)``."""
-    emb = bundle.config.model.embedding
-    if emb is None:
+    """The vocabulary to package, or ``(None, why not)``. Read from the IOSpec, so that a user's own
+    module (``source = "python"``) taking token ids can be given ``--vocab`` too.
+    """
+    if _id_range(bundle) is None:
         if explicit is not None:
             raise UsageError("--vocab: this model takes float features, not token ids; it has no vocabulary")
         return None, "the model takes float features, not token ids"
@@ -148,7 +157,8 @@ def _vocab_file(bundle: Bundle, explicit: Path | None) -> tuple[Path | None, str
         if not explicit.is_file():
             raise UsageError(f"--vocab {explicit}: file not found")
         return explicit, None
-    if emb.vocab is None:
+    emb = None if bundle.is_python else bundle.config.model.embedding
+    if emb is None or emb.vocab is None:
         return None, "the config names no [model.embedding] vocab; package with --vocab FILE to read text"
     rel = Path(emb.vocab)
     candidates = [rel] if rel.is_absolute() else [bundle.path / rel]
@@ -169,17 +179,18 @@ def _vocab_file(bundle: Bundle, explicit: Path | None) -> tuple[Path | None, str
 def _text_spec(bundle: Bundle, path: Path, unk_token: str | None) -> tuple[TextSpec, bytes]:
     from seqdeploy.runtime._text import parse_vocab
 
-    emb = bundle.config.model.embedding
-    assert emb is not None
+    vocab_size = _id_range(bundle)
+    assert vocab_size is not None
+    emb = None if bundle.is_python else bundle.config.model.embedding
     data = path.read_bytes()
     try:
         tokens = parse_vocab(data, where=str(path))
     except Exception as exc:  # noqa: BLE001 - IntegrityError from the parser is a usage problem here
         raise UsageError(f"--vocab {path}: {exc}") from None
-    if len(tokens) != emb.vocab_size:
+    if len(tokens) != vocab_size:
         raise UsageError(
-            f"{path}: has {len(tokens)} tokens but the model's embedding has vocab_size = {emb.vocab_size} rows; "
-            "the vocabulary must list one token per row, in row order"
+            f"{path}: has {len(tokens)} tokens but the model takes token ids in [0, {vocab_size - 1}] "
+            f"(vocab_size = {vocab_size}); the vocabulary must list one token per id, in id order"
         )
     if unk_token is not None and unk_token not in tokens:
         raise UsageError(f"--unk-token {unk_token!r} is not in the vocabulary {path}")
@@ -194,7 +205,7 @@ def _text_spec(bundle: Bundle, path: Path, unk_token: str | None) -> tuple[TextS
         unk_token=unk,
         unk_id=tokens.index(unk) if unk is not None else None,
         oov="unk" if unk is not None else "error",
-        pad_id=emb.padding_idx if emb.padding_idx is not None else 0,
+        pad_id=emb.padding_idx if emb is not None and emb.padding_idx is not None else 0,
     )
     return spec, ("\n".join(tokens) + "\n").encode("utf-8")
 
@@ -348,10 +359,13 @@ def _reference_cases(
 
 
 def _stream_output_mode(bundle: Bundle) -> str | None:
-    head = bundle.config.model.head
-    if head.task != "classify":
+    """How the stream proof compares ``output``: per step, the last chunk's, or not at all (states only)."""
+    if bundle.specs["sequence"].tensor("output").seq_axis is not None:
         return "steps"
-    return "last" if head.pooling == "last" else None
+    if bundle.is_python:
+        return None  # a pooled output of the user's own head: whether it depends on the last step only is unknown
+    # the zoo's classifier: the last state (or the last valid step's output) is what the last chunk ends with
+    return "last" if bundle.config.model.head.pooling in ("last", "output_last") else None
 
 
 def _prove(
@@ -443,20 +457,26 @@ def _model_entry(
 
 
 def _model_info(bundle: Bundle) -> dict[str, Any]:
-    m = bundle.config.model
-    emb = m.embedding
+    """What the package says about the model; read from the IOSpec and the bundle's own summary, so that a
+    user's module (``source = "python"``) is described as well as a zoo model.
+    """
+    spec = bundle.specs["sequence"]
+    inp = spec.tensor("input")
+    head = "none" if bundle.is_python else bundle.config.model.head.task
+    out = spec.tensor("output")
+    classes = out.dims[-1] if head in ("classify", "tag") else None
     return {
-        "cell": m.cell,
-        "layer_sizes": list(m.layer_sizes),
+        "source": "python" if bundle.is_python else "zoo",
+        "summary": bundle.model_summary(),
         "bidirectional": bundle.bidirectional,
         "streamable": bundle.streamable,
-        "head": m.head.task,
-        "num_classes": m.head.num_classes,
-        "pooling": m.head.pooling if m.head.task == "classify" else None,
-        "vocab_size": emb.vocab_size if emb is not None else None,
-        "feature_size": None if emb is not None else m.feature_size,
-        "lengths": bundle.specs["sequence"].has("lengths"),
-        "source_layout": "batch_first" if m.batch_first else "time_major",
+        "head": head,
+        "num_classes": classes,
+        "pooling": bundle.config.model.head.pooling if head == "classify" else None,
+        "vocab_size": _id_range(bundle),
+        "feature_size": inp.dims[-1] if inp.dtype != "int64" else None,
+        "lengths": spec.has("lengths"),
+        "source_layout": "batch_first" if inp.batch_axis == 0 else "time_major",
     }
 
 

@@ -361,3 +361,59 @@ def test_every_shipped_config_packages(config: str, tmp_path: Path) -> None:
         assert models[f"{config}_stream"]["parity"]["mode"] == "stream"
     if config == "gru_glove_classifier":  # the shipped vocabulary was found through the recorded vectors path
         assert result.manifest["text"]["vocab_size"] == 64
+
+
+def _user_module_toml(path: Path, cls: str, call: str, inputs: str, kwargs: str = "{}") -> Path:
+    from tests import tutorial_models
+
+    path.write_text(
+        f'[model]\nsource = "python"\nentry = "{Path(tutorial_models.__file__)}:{cls}"\nkwargs = {kwargs}\n'
+        f'[io]\ncall = "{call}"\n{inputs}\n[shapes]\nbatch = [1, 2, 4]\nseq = [1, 8, 24]\n'
+    )
+    return path
+
+
+def test_a_users_own_module_packages_through_the_runner(tmp_path: Path) -> None:
+    """source = "python": nothing in the package path may assume a zoo model (graphs by surgery, reference
+    through the bundle's runner, facts from the IOSpec)."""
+    from seqdeploy.export.stage import export_model
+
+    lstm = _user_module_toml(
+        tmp_path / "lstm.toml",
+        "LSTMNet",
+        "(input, (h0, c0)) -> (output, (h_n, c_n))",
+        '[io.inputs]\ninput = { dims = ["seq", "batch", 10] }\n'
+        'h0 = { dims = [2, "batch", 20] }\nc0 = { dims = [2, "batch", 20] }\n',
+        "{ num_layers = 2 }",
+    )
+    export_model(lstm, tmp_path / "e-lstm")
+    r = write_package(tmp_path / "e-lstm", tmp_path / "p-lstm", PackageOptions(name="net"))
+    assert set(r.manifest["models"]) == {"net", "net_stream"} and r.report.passed
+    assert r.manifest["model"]["source"] == "python" and r.manifest["model"]["summary"]["class"] == "LSTMNet"
+    assert check_package(tmp_path / "p-lstm").passed
+    p = load(tmp_path / "p-lstm", model="net_stream")
+    x = np.random.default_rng(0).standard_normal((1, 9, 10)).astype(np.float32)
+    s = p.stream()
+    outs = [s.feed(x[:, :4]), s.feed(x[:, 4:])]
+    full = load(tmp_path / "p-lstm").predict(x)
+    np.testing.assert_allclose(np.concatenate([o["output"] for o in outs], axis=1), full["output"], atol=1e-5)
+
+    sentiment = _user_module_toml(
+        tmp_path / "sent.toml",
+        "SentimentNet",
+        "(input, (h0, c0)) -> (output, (h_n, c_n))",
+        '[io.inputs]\ninput = { dtype = "int64", dims = ["seq", "batch"], range = [0, 51] }\n'
+        'h0 = { dims = [2, "batch", 6] }\nc0 = { dims = [2, "batch", 6] }\n',
+    )
+    export_model(sentiment, tmp_path / "e-sent")
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["<pad>", "<unk>", *(f"w{i}" for i in range(50))]) + "\n")
+    r = write_package(tmp_path / "e-sent", tmp_path / "p-sent", PackageOptions(name="sent", vocab=vocab))
+    assert set(r.manifest["models"]) == {"sent"} and "bidirectional" in r.manifest["stream"]["reason"]
+    assert r.manifest["text"]["vocab_size"] == 52
+    out = load(tmp_path / "p-sent").predict_text(["w1 w2 w49", "w3 unknown"])
+    assert out["output"].shape == (2, 3) and out["ids"][1].tolist()[:2] == [5, 1]
+    short = tmp_path / "short.txt"
+    short.write_text("a\nb\n")
+    with pytest.raises(UsageError, match=r"token ids in \[0, 51\]"):
+        write_package(tmp_path / "e-sent", tmp_path / "p2", PackageOptions(vocab=short))
