@@ -385,8 +385,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
-    ap.add_argument("--only", choices=["trt"], help="run one section only (its doc block is rewritten)")
+    ap.add_argument("--only", choices=["trt", "package"], help="run one section only (its doc block is rewritten)")
     args = ap.parse_args()
+    if args.only == "package":
+        package(args)
+        return
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
     from seqdeploy.profile.run import machine_info
@@ -409,6 +412,13 @@ def main() -> None:
     if not args.no_doc:
         text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
         DOC.write_text(_replace_block(text, BEGIN, END, section))
+    package(args)
+
+
+def package(args: argparse.Namespace) -> None:
+    import bench_package  # scripts/bench_package.py: package times and runtime targets, its own doc block
+
+    bench_package.main(args.threads, args.quick, write_doc=not args.no_doc)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """seqdeploy: export, verify, profile and package PyTorch recurrent sequence models.
 
 Importing this package imports neither torch nor onnxruntime: torch-backed functions are loaded on
-first use through module ``__getattr__``.
+first use through module ``__getattr__``. The torch-free runtime for packages is ``seqdeploy.runtime``.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ _LAZY: dict[str, str] = {
     "ProfileOptions": "seqdeploy.profile.run",
     "profile": "seqdeploy.profile.run",
     "quantize_int8": "seqdeploy.optimize",
+    "PackageOptions": "seqdeploy.package.writer",
+    "write_package": "seqdeploy.package.writer",
 }
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "IntegrityError",
     "InternalError",
     "Interrupted",
+    "PackageOptions",
     "ParityError",
     "ParityReport",
     "PipelineConfig",
@@ -81,6 +84,7 @@ __all__ = [
     "quantize_int8",
     "spec_from_config",
     "verify",
+    "write_package",
 ]
 
 

@@ -78,6 +78,8 @@ class HeadConfig:
     """classify only. ``last``: the top layer's final state per direction (``cat(h_n[-2], h_n[-1])`` when
     bidirectional); ``output_last``: the recurrent output at each row's last valid step (the tutorial's
     ``out[-1]``, length-aware); ``mean``/``max`` over valid steps."""
+    labels: tuple[str, ...] | None = None
+    """Class names, one per class in class order (classify/tag); packages and ``predict`` report them."""
 
     def __post_init__(self) -> None:
         if self.task == "none":
@@ -87,6 +89,17 @@ class HeadConfig:
             raise _fail("num_classes", f"expected int >= 1 for task '{self.task}', got {self.num_classes}")
         if self.pooling != "last" and self.task != "classify":
             raise _fail("pooling", f"only valid with task = 'classify', not '{self.task}'")
+        if self.labels is not None:
+            if self.task == "none":
+                raise _fail("labels", "only valid with task = 'classify' or 'tag'")
+            if len(self.labels) != self.num_classes:
+                raise _fail("labels", f"expected {self.num_classes} names (num_classes), got {len(self.labels)}")
+            for k, label in enumerate(self.labels):
+                if not label.strip():
+                    raise _fail(f"labels[{k}]", "expected a non-empty name")
+            dupes = sorted({x for x in self.labels if self.labels.count(x) > 1})
+            if dupes:
+                raise _fail("labels", f"names must be unique, {dupes} repeat")
 
 
 _ZOO_ONLY = {

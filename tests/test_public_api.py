@@ -16,6 +16,7 @@ PUBLIC = {
     "IntegrityError",
     "InternalError",
     "Interrupted",
+    "PackageOptions",
     "ParityError",
     "ParityReport",
     "PipelineConfig",
@@ -38,6 +39,7 @@ PUBLIC = {
     "quantize_int8",
     "spec_from_config",
     "verify",
+    "write_package",
 }
 
 

@@ -11,12 +11,12 @@ import errno
 import importlib
 import sys
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from seqdeploy import __version__
-from seqdeploy.errors import InternalError, Interrupted, SeqdeployError
+from seqdeploy.errors import BackendUnavailable, InternalError, Interrupted, SeqdeployError
 
 __all__ = ["cli", "describe_os_error", "main"]
 
@@ -30,7 +30,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "lint": ("seqdeploy.cli.lint", "lint_cmd", "Check ONNX graphs against ONNX Runtime / TensorRT parser rules."),
     "compile": ("seqdeploy.cli.compile", "compile_cmd", "Plan a TensorRT build and write its hand-off kit."),
     "backends": ("seqdeploy.cli.backends", "backends_cmd", "List the backends and whether they can run here."),
+    "package": ("seqdeploy.cli.package", "package_cmd", "Package an export for the torch-free runtime and Triton."),
+    "predict": ("seqdeploy.cli.predict", "predict_cmd", "Run a package (text, ids or arrays) without torch."),
 }
+
+# Modules of the `export` extra: a command that reaches for one in a runtime-only install (pip install
+# "seqdeploy[cpu]") exits 3 naming the extra instead of failing with a traceback.
+EXPORT_EXTRA_MODULES = frozenset({"torch", "onnx", "onnxscript"})
 
 
 class CliError(click.ClickException):
@@ -95,10 +101,24 @@ class LazyGroup(click.Group):
             # seqdeploy bug. Say which path and what the system said.
             click.echo(f"error: {describe_os_error(exc)}", err=True)
             ctx.exit(2)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in EXPORT_EXTRA_MODULES:
+                _internal_error(ctx, exc)
+            raise CliError(
+                BackendUnavailable(
+                    f"'seqdeploy {ctx.invoked_subcommand}' needs {exc.name}, which is not installed (a runtime-only "
+                    "install?). Install the export extra: pip install 'torch==2.13.*' 'seqdeploy[cpu,export]' (torch "
+                    "first, so pip does not pick a multi-GB CUDA build)"
+                )
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - anything else is a seqdeploy bug: say so, keep the traceback
-            click.echo(traceback.format_exc(), err=True)
-            click.echo(f"internal error (a seqdeploy bug, please report it with the traceback above): {exc}", err=True)
-            ctx.exit(InternalError.exit_code)
+            _internal_error(ctx, exc)
+
+
+def _internal_error(ctx: click.Context, exc: Exception) -> NoReturn:
+    click.echo(traceback.format_exc(), err=True)
+    click.echo(f"internal error (a seqdeploy bug, please report it with the traceback above): {exc}", err=True)
+    ctx.exit(InternalError.exit_code)
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -126,8 +146,9 @@ def cli() -> None:
     """Deploy PyTorch recurrent sequence models (RNN, GRU, LSTM, cell stacks).
 
     Typical flow: `seqdeploy export CONFIG -o DIR`, then `seqdeploy verify DIR`, then
-    `seqdeploy profile DIR`. Exit codes: 0 success, 1 failure (export check or parity),
-    2 usage or config error, 3 a requested backend is unavailable.
+    `seqdeploy profile DIR`, then `seqdeploy package DIR -o PKG` and `seqdeploy predict PKG`.
+    Exit codes: 0 success, 1 failure (export check or parity), 2 usage or config error,
+    3 a requested backend or extra is unavailable.
     """
 
 

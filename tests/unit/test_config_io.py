@@ -104,7 +104,7 @@ def test_unknown_key_without_close_match_has_no_suggestion():
 def test_unknown_key_in_nested_table_names_full_path():
     raw = tiny_raw(head={"task": "classify", "num_clases": 3})
     msg = _raises(raw, "model.head.num_clases: unknown key", "did you mean 'num_classes'?")
-    assert "valid keys here: num_classes, pooling, task" in msg
+    assert "valid keys here: labels, num_classes, pooling, task" in msg
 
 
 def test_unknown_top_level_table():
