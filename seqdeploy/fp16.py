@@ -98,7 +98,7 @@ def convert_to_fp16(model: Any) -> Any:
         ExportError: The graph cannot be converted faithfully (see the module docstring); the message
             names the tensor or node.
     """
-    onnx = require("onnx", extra="cpu", purpose="the fp16 pass")
+    onnx = require("onnx", extra="export", purpose="the fp16 pass")
     from onnx import TensorProto, helper, numpy_helper
 
     m = copy.deepcopy(model)
@@ -257,7 +257,7 @@ def activation_peaks(
     so a tensor that would overflow fp16 in the variant is found *by name*, not only as an inf in the
     variant's outputs.
     """
-    onnx = require("onnx", extra="cpu", purpose="the fp16 range check")
+    onnx = require("onnx", extra="export", purpose="the fp16 range check")
     ort = require("onnxruntime", extra="cpu", purpose="the fp16 range check")
     model = onnx.load(str(path))
     inferred = onnx.shape_inference.infer_shapes(model)

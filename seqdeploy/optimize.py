@@ -131,7 +131,7 @@ def quantize_int8(
     """
     start = time.perf_counter()
     quant = require("onnxruntime.quantization", extra="cpu", purpose="int8 quantization")
-    onnx = require("onnx", extra="cpu")
+    onnx = require("onnx", extra="export")
     with bundle_transaction(bundle_dir) as tx:
         bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
         src = bundle.graph_path("sequence")
@@ -223,7 +223,7 @@ def make_fp16(
     from seqdeploy.fp16 import activation_peaks, convert_to_fp16, refuse_activations, weight_peaks
 
     start = time.perf_counter()
-    onnx = require("onnx", extra="cpu", purpose="the fp16 variant")
+    onnx = require("onnx", extra="export", purpose="the fp16 variant")
     require("onnxruntime", extra="cpu", purpose="the fp16 variant's proof")
     with bundle_transaction(bundle_dir) as tx:
         bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)

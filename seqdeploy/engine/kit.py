@@ -42,21 +42,21 @@ def kit_feeds(spec: IOSpec, case: KitCase, seed: int) -> dict[str, np.ndarray]:
 
 def _quiet() -> contextlib.AbstractContextManager[Any]:
     # Polygraphy logs "[I] Saving ... to <temp path>" on stdout for every save; the CLI reports itself.
-    logger = require("polygraphy.logger", extra="cpu", purpose="the Polygraphy hand-off kit").G_LOGGER
+    logger = require("polygraphy.logger", extra="export", purpose="the Polygraphy hand-off kit").G_LOGGER
     quiet: contextlib.AbstractContextManager[Any] = logger.verbosity(logger.WARNING)
     return quiet
 
 
 def save_inputs(path: Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> None:
     """``inputs.json``: a list of feed dicts in Polygraphy's JSON format (one iteration per kit case)."""
-    pjson = require("polygraphy.json", extra="cpu", purpose="the Polygraphy hand-off kit")
+    pjson = require("polygraphy.json", extra="export", purpose="the Polygraphy hand-off kit")
     with _quiet():
         pjson.save_json([dict(f) for f in feeds], str(path), description="seqdeploy kit inputs")
 
 
 def save_golden(path: Path, outputs: Sequence[Mapping[str, np.ndarray]]) -> None:
     """``golden.json``: Polygraphy ``RunResults`` holding one iteration of outputs per kit case."""
-    comparator = require("polygraphy.comparator", extra="cpu", purpose="the Polygraphy hand-off kit")
+    comparator = require("polygraphy.comparator", extra="export", purpose="the Polygraphy hand-off kit")
     results = comparator.RunResults()
     results.add([dict(o) for o in outputs], runner_name=GOLDEN_RUNNER)
     with _quiet():

@@ -54,7 +54,7 @@ def graph_files(manifest: Mapping[str, Any]) -> list[GraphFile]:
 
 
 def _load(path: Path) -> Any:
-    onnx = require("onnx", extra="cpu", purpose="graph lint")
+    onnx = require("onnx", extra="export", purpose="graph lint")
     return onnx.load(str(path), load_external_data=False)
 
 

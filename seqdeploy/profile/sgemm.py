@@ -67,7 +67,7 @@ def sgemm_gflops(library: str, *, n: int = 1024, repeats: int = 10, threads: int
         finally:
             torch.set_num_threads(old)
     ort = require("onnxruntime", extra="cpu", purpose="the sgemm reference")
-    onnx = require("onnx", extra="cpu")
+    onnx = require("onnx", extra="export")
     h = onnx.helper
     graph = h.make_graph(
         [h.make_node("MatMul", ["A", "B"], ["C"])],
