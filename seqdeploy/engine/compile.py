@@ -230,6 +230,22 @@ def _reusable(plan: dict[str, Any] | None, wanted_axes: Any, shapes_given: bool)
     return plan is not None and (not shapes_given or {k: plan["axes"].get(k) for k in wanted_axes} == wanted_axes)
 
 
+def _refuse_strays(bundle: Bundle) -> None:
+    """Refuse files in ``engines/`` that the manifest does not record as engines: the commit replaces the
+    directory as a whole, so they would be lost (an engine from ``trtexec.sh build``, for example).
+    """
+    recorded = {str(e.get("file")) for e in bundle.manifest.get("engines") or []}
+    edir = bundle.path / ENGINES_DIR
+    found = sorted(f"{ENGINES_DIR}/{p.name}" for p in (edir.iterdir() if edir.is_dir() else []))
+    strays = [x for x in found if x not in recorded]
+    if strays:
+        raise UsageError(
+            f"{bundle.path}: {ENGINES_DIR}/ holds files seqdeploy did not build or record: {strays} (made by "
+            "trtexec.sh or polygraphy.sh?). Move them out of the bundle first: 'seqdeploy compile' replaces "
+            f"{ENGINES_DIR}/ as a whole, and only runs engines it proved"
+        )
+
+
 def _copy_engine(src: Path, dst: Path) -> None:
     # A hard link costs nothing and survives the commit moving the old engines/ aside and deleting it.
     try:
@@ -286,6 +302,12 @@ def compile_engine(
     check_build_options(workspace_gib, opt_level)
     bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
     graph_file(bundle.manifest, precision)  # no fp16 variant: a usage error before anything else
+    if timing_cache is not None and Path(os.path.realpath(timing_cache)).is_relative_to(os.path.realpath(bundle.path)):
+        # engines/ and trt/ are replaced whole by later commits, and the bundle holds only listed files.
+        raise UsageError(
+            f"--timing-cache {timing_cache}: keep the timing cache outside {bundle_dir} (it is not a bundle file)"
+        )
+    _refuse_strays(bundle)
     try:
         target = (probe or running_target)(f"seqdeploy compile --precision {precision}")
     except BackendUnavailable as exc:
@@ -321,6 +343,7 @@ def compile_engine(
                 "--force to rebuild it (the recorded engine stays until the new one has passed its proof)"
             )
         others = [e for e in engines if e.get("file") != rel]
+        _refuse_strays(bundle)
         staged = tx.stage(ENGINES_DIR)
         staged.mkdir()
         for e in others:

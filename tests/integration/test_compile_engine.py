@@ -205,6 +205,24 @@ def test_parser_errors_name_the_node_and_leave_nothing(export_tiny, copy_export,
     assert info.value.exit_code == 1 and tree(d) == before
 
 
+def test_a_timing_cache_inside_the_bundle_is_refused(export_tiny, copy_export, fake_gpu):
+    d = copy_export(export_tiny(**LSTM_LEN))
+    before = tree(d)
+    with pytest.raises(UsageError, match="keep the timing cache outside"):
+        compile_engine(d, timing_cache=d / "trt" / "timing.cache")
+    assert tree(d) == before
+
+
+def test_engines_not_recorded_by_seqdeploy_are_never_deleted(export_tiny, copy_export, fake_gpu):
+    d = copy_export(export_tiny(**LSTM_LEN))
+    (d / "engines").mkdir()
+    (d / "engines" / "sequence.fp32.sm75.trt10.plan").write_bytes(b"built by trtexec.sh")
+    before = tree(d)
+    with pytest.raises(UsageError, match=r"holds files seqdeploy did not build or record: \['engines/sequence"):
+        compile_engine(d)
+    assert tree(d) == before  # refused before anything was planned, built or staged
+
+
 def test_compile_cli_reports_the_engine(export_tiny, copy_export, fake_gpu):
     d = copy_export(export_tiny(**LSTM_LEN))
     res = CliRunner().invoke(cli, ["compile", str(d), "--shapes", "1x1,2x4,4x8"])
