@@ -37,6 +37,7 @@ from seqdeploy.engine.target import GpuTarget, ParserFailure, select_engine
 from seqdeploy.errors import BackendUnavailable, ExportError, IntegrityError, ParityError, UsageError
 from seqdeploy.feeds import make_feeds
 from seqdeploy.manifest import Bundle, sha256
+from seqdeploy.parity.run import VerifyOptions, verify
 from tests.integration._onnx_surgery import perturb_weight
 
 T4 = GpuTarget(tensorrt="10.16.1.11", compute_capability="7.5", gpu_name="Tesla T4", cuda="12.8")
@@ -132,6 +133,10 @@ def test_compile_builds_proves_and_records_the_engine(export_tiny, copy_export, 
     with backends.make_runner("trt", Bundle.load(d)) as r:
         assert r.entry["file"] == ENGINE32
         r.infer(make_feeds(r.spec, 2, 5, seed=1))
+    # A plain verify judges the engine at the tolerance it was proven at (the backend's, not fp32's 1e-5).
+    rep = verify(d, VerifyOptions(backends=("torch", "trt"), batches=(2,), seqs=(3,), modes=("full",)))
+    assert rep.passed and rep.tolerances["trt"]["default"] == {"atol": 1e-4, "rtol": 1e-3}
+    assert rep.tolerances["torch"]["default"] == {"atol": 1e-5, "rtol": 1e-4}
     # Rebuilding needs --force; then the plan is reused and the entry replaced, not duplicated.
     with pytest.raises(UsageError, match=r"already built and recorded .* pass --force"):
         compile_engine(d)
