@@ -12,10 +12,17 @@ ort-cpu-int8    ONNX Runtime CPU on the dynamically quantized variant  int8     
 ort-cpu-fp16    ONNX Runtime CPU on the fp16 variant (TensorRT's file)  fp16       ``cpu``
                 (ORT CPU has no fp16 LSTM/Gemm kernel: it casts around
                 them, so the recurrence itself runs in fp32)
+ort-trt-fp16    ONNX Runtime TensorrtExecutionProvider on the fp16     fp16       ``gpu``
+                variant, ``trt_fp16_enable``
+trt             native TensorRT engine recorded by ``seqdeploy         fp32       ``gpu``
+                compile`` (built on this GPU and TensorRT version)
+trt-fp16        the same, built from the fp16 variant                  fp16       ``gpu``
 ==============  =====================================================  =========  ===========
 
-The slot for a native TensorRT runner (``trt``, next wave) is one more :class:`BackendInfo` whose
-factory builds a ``TrtRunner(BaseRunner)`` from ``backends/trt.py``.
+``ort-trt``/``ort-trt-fp16`` take their TensorRT options from the same plan as ``trt``/``trt-fp16``
+(profiles for every dynamic input, workspace, optimization level; :mod:`seqdeploy.backends.ort_trt`).
+TensorRT backends are judged at the plan's tolerances (:data:`seqdeploy.engine.plan.KIT_TOLERANCES`:
+fp32 1e-4/1e-3, since TensorRT's GEMM tactics accumulate in another order than the CPU's).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from seqdeploy.backends.base import BaseRunner, Runner
+from seqdeploy.engine.plan import KIT_TOLERANCES
 from seqdeploy.errors import UsageError
 from seqdeploy.manifest import Bundle
 
@@ -44,6 +52,8 @@ class BackendInfo:
     description: str
     factory: Factory
     graphs: tuple[str, ...] = ("sequence", "step")
+    tolerance: tuple[float, float] | None = None
+    """``(atol, rtol)`` when the backend's numerics need other defaults than its precision's."""
 
 
 def _torch(device: str) -> Factory:
@@ -96,6 +106,24 @@ def _ort_fp16(name: str, bundle: Bundle, graph: str, threads: int | None) -> Bas
     return OrtRunner(name, bundle.specs[graph], bundle.path / files[graph], device="cpu", threads=threads)
 
 
+def _ort_trt(precision: str) -> Factory:
+    def make(name: str, bundle: Bundle, graph: str, threads: int | None) -> BaseRunner:
+        from seqdeploy.backends.ort_trt import make_ort_trt
+
+        return make_ort_trt(name, bundle, graph, threads, precision=precision)
+
+    return make
+
+
+def _trt(precision: str) -> Factory:
+    def make(name: str, bundle: Bundle, graph: str, threads: int | None) -> BaseRunner:
+        from seqdeploy.backends.trt import TrtRunner
+
+        return TrtRunner(name, bundle.specs[graph], bundle.manifest, bundle.path, precision=precision, graph=graph)
+
+    return make
+
+
 def _register(*infos: BackendInfo) -> dict[str, BackendInfo]:
     table: dict[str, BackendInfo] = {}
     for info in infos:
@@ -110,7 +138,14 @@ BACKENDS: dict[str, BackendInfo] = _register(
     BackendInfo("torch-cuda", "fp32", "cuda", "PyTorch eager on a CUDA device", _torch("cuda")),
     BackendInfo("ort-cpu", "fp32", "cpu", "ONNX Runtime CPUExecutionProvider", _ort("cpu")),
     BackendInfo("ort-cuda", "fp32", "cuda", "ONNX Runtime CUDAExecutionProvider", _ort("cuda")),
-    BackendInfo("ort-trt", "fp32", "cuda", "ONNX Runtime TensorrtExecutionProvider", _ort("trt")),
+    BackendInfo(
+        "ort-trt",
+        "fp32",
+        "cuda",
+        "ONNX Runtime TensorrtExecutionProvider, options from the TensorRT plan",
+        _ort_trt("fp32"),
+        tolerance=KIT_TOLERANCES["fp32"],
+    ),
     BackendInfo(
         "ort-cpu-int8",
         "int8",
@@ -125,6 +160,32 @@ BACKENDS: dict[str, BackendInfo] = _register(
         "cpu",
         "ONNX Runtime CPU on the fp16 variant (the file TensorRT builds for fp16)",
         _ort_fp16,
+    ),
+    BackendInfo(
+        "ort-trt-fp16",
+        "fp16",
+        "cuda",
+        "ONNX Runtime TensorrtExecutionProvider on the fp16 variant",
+        _ort_trt("fp16"),
+        tolerance=KIT_TOLERANCES["fp16"],
+    ),
+    BackendInfo(
+        "trt",
+        "fp32",
+        "cuda",
+        "TensorRT engine recorded by 'seqdeploy compile' (native runtime)",
+        _trt("fp32"),
+        graphs=("sequence",),
+        tolerance=KIT_TOLERANCES["fp32"],
+    ),
+    BackendInfo(
+        "trt-fp16",
+        "fp16",
+        "cuda",
+        "TensorRT engine built from the fp16 variant (native runtime)",
+        _trt("fp16"),
+        graphs=("sequence",),
+        tolerance=KIT_TOLERANCES["fp16"],
     ),
 )
 

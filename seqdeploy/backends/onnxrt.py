@@ -38,15 +38,29 @@ class OrtRunner(BaseRunner):
         path: The ONNX file.
         device: ``"cpu"``, ``"cuda"`` or ``"trt"`` (see :data:`PROVIDERS`).
         threads: ``intra_op_num_threads`` (``None``/0 = ONNX Runtime's default).
+        provider_options: Options of the GPU execution provider (``ort-trt``: from the TensorRT plan,
+            :mod:`seqdeploy.backends.ort_trt`).
+        cache_dir: A directory the provider's engine cache lives in, created on load; when it cannot be
+            created (a read-only bundle) the ``*_cache_*`` options are dropped: slower start, same results.
     """
 
     def __init__(
-        self, name: str, spec: IOSpec, path: Path, *, device: str = "cpu", threads: int | None = None
+        self,
+        name: str,
+        spec: IOSpec,
+        path: Path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        provider_options: Mapping[str, str] | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         super().__init__(name, spec)
         self.path = path
         self.device = device
         self.threads = threads
+        self.provider_options = dict(provider_options or {})
+        self.cache_dir = cache_dir
         self._session: Any = None
         self._run_options: Any = None
         self._ort: Any = None
@@ -75,6 +89,8 @@ class OrtRunner(BaseRunner):
         if self.device == "cuda":
             # fp32 means fp32: the CUDA EP uses TF32 on Ampere and newer unless told not to.
             providers = [(provider, {"use_tf32": 0})]
+        elif self.device == "trt" and self.provider_options:
+            providers = [(provider, self._trt_options())]
         if self.device != "cpu":
             # Nodes the GPU provider cannot take run on the CPU (ORT's partitioning); the check below makes
             # sure the GPU provider itself initialised. TensorRT's own TF32 use is not configurable here.
@@ -93,6 +109,15 @@ class OrtRunner(BaseRunner):
                 f"backend '{self.name}': ONNX Runtime could not initialise {provider} (session got {got}); "
                 "check the CUDA/TensorRT libraries and the driver. Not falling back to the CPU."
             )
+
+    def _trt_options(self) -> dict[str, str]:
+        opts = dict(self.provider_options)
+        if self.cache_dir is not None:
+            try:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                opts = {k: v for k, v in opts.items() if "_cache_" not in k}
+        return opts
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         ort = self._ort

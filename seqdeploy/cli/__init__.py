@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "profile": ("seqdeploy.cli.profile", "profile_cmd", "Measure latency per backend over a batch x seq grid."),
     "optimize": ("seqdeploy.cli.optimize", "optimize_cmd", "Write a verified variant (int8, fp16) of an export."),
     "lint": ("seqdeploy.cli.lint", "lint_cmd", "Check ONNX graphs against ONNX Runtime / TensorRT parser rules."),
-    "compile": ("seqdeploy.cli.compile", "compile_cmd", "Plan a TensorRT build and write its hand-off kit."),
+    "compile": ("seqdeploy.cli.compile", "compile_cmd", "Build, prove and record a TensorRT engine, or plan one."),
     "backends": ("seqdeploy.cli.backends", "backends_cmd", "List the backends and whether they can run here."),
     "package": ("seqdeploy.cli.package", "package_cmd", "Package an export for the torch-free runtime and Triton."),
     "predict": ("seqdeploy.cli.predict", "predict_cmd", "Run a package (text, ids or arrays) without torch."),

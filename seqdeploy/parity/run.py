@@ -197,7 +197,9 @@ class _Verifier:
 
     # -- tolerance ---------------------------------------------------------------------------------
     def tolerances(self, backend: str) -> Tolerances:
-        base = DEFAULT_TOLERANCES[get_backend(backend).precision]
+        info = get_backend(backend)
+        # TensorRT backends carry their plan's tolerance (fp32 1e-4: other accumulation order than the CPU).
+        base = Tolerance(*info.tolerance) if info.tolerance else DEFAULT_TOLERANCES[info.precision]
         default = Tolerance(
             self.opts.atol if self.opts.atol is not None else base.atol,
             self.opts.rtol if self.opts.rtol is not None else base.rtol,

@@ -3,6 +3,9 @@
 A profile reports "52 % of this machine's sgemm rate", not just milliseconds: each backend's achieved
 GFLOP/s is divided by the rate of a large fp32 matmul (N×N @ N×N, 2·N³ FLOPs) run in the same process,
 with the same threads, through the same library (torch for ``torch*``, ONNX Runtime for ``ort-*``).
+TensorRT engines are compared with cuBLAS through torch: ``trt`` with the fp32 sgemm (``torch-cuda``),
+fp16 GPU backends (``trt-fp16``, ``ort-trt-fp16``) with the fp16 hgemm (``torch-cuda-fp16``, tensor cores
+where the GPU has them, like a T4).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ def library_of(backend: str) -> str:
         "ort-cpu-fp16": "ort-cpu",
         "ort-cuda": "ort-cuda",
         "ort-trt": "ort-trt",
+        "ort-trt-fp16": "torch-cuda-fp16",
+        "trt": "torch-cuda",
+        "trt-fp16": "torch-cuda-fp16",
     }.get(backend, backend)
 
 
@@ -44,19 +50,20 @@ def _median_rate(run: Any, n: int, repeats: int) -> float:
 
 
 def sgemm_gflops(library: str, *, n: int = 1024, repeats: int = 10, threads: int | None = None) -> float:
-    """Median GFLOP/s over ``repeats`` ``n``-cubed fp32 matmuls through ``library``."""
+    """Median GFLOP/s over ``repeats`` ``n``-cubed fp32 matmuls through ``library`` (fp16 for ``*-fp16``)."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     if library.startswith("torch"):
         import torch
 
-        device = "cuda" if library == "torch-cuda" else "cpu"
+        device = "cuda" if library.startswith("torch-cuda") else "cpu"
+        dtype = torch.float16 if library.endswith("-fp16") else torch.float32
         old = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)
         try:
-            ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
+            ta, tb = (torch.from_numpy(x).to(device, dtype) for x in (a, b))
 
             def run_torch() -> None:
                 torch.mm(ta, tb)

@@ -5,6 +5,7 @@ export and fails on a copy with one perturbed weight. (``--trt`` needs TensorRT:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -174,9 +175,10 @@ def test_trtexec_script_drives_trtexec_with_the_plan(export_tiny, copy_export, t
 
 def test_exit_codes(export_tiny, copy_export, tmp_path):
     d = copy_export(export_tiny())
-    code, out = compile_(d)
-    assert code == 3 and "--plan-only" in out and "TensorRT" in out
-    assert not (d / "trt").exists()
+    if importlib.util.find_spec("tensorrt") is None:  # with TensorRT (and a GPU) compile builds an engine
+        code, out = compile_(d)
+        assert code == 3 and "--plan-only" in out and "TensorRT" in out
+        assert not (d / "trt").exists()
     code, out = compile_(d, "--plan-only", "--precision", "fp16")
     assert code == 2 and "seqdeploy optimize DIR --fp16" in out
     assert compile_(tmp_path / "nope", "--plan-only")[0] == 2

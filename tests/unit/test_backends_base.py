@@ -64,11 +64,24 @@ def test_entering_twice_is_a_bug() -> None:
 
 
 def test_registry_lists_known_backends_on_unknown_names() -> None:
-    assert set(BACKENDS) == {"torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "ort-cpu-int8", "ort-cpu-fp16"}
+    assert set(BACKENDS) == {
+        "torch",
+        "torch-cuda",
+        "ort-cpu",
+        "ort-cuda",
+        "ort-trt",
+        "ort-cpu-int8",
+        "ort-cpu-fp16",
+        "ort-trt-fp16",
+        "trt",
+        "trt-fp16",
+    }
     assert get_backend("ort-cpu-fp16").precision == "fp16"
     assert get_backend("ort-cpu-int8").precision == "int8"
+    assert get_backend("trt-fp16").precision == "fp16" and get_backend("trt").graphs == ("sequence",)
+    assert get_backend("trt").tolerance == (1e-4, 1e-3)  # the plan's: TensorRT accumulates in another order
     with pytest.raises(UsageError, match="known backends: torch, torch-cuda, ort-cpu"):
-        get_backend("trt")
+        get_backend("tensorrt")
     assert parse_backends(" torch , ort-cpu ") == ["torch", "ort-cpu"]
     with pytest.raises(UsageError, match="twice"):
         parse_backends("torch,torch")

@@ -1,0 +1,73 @@
+"""The type check of TensorRT calls bites: mypy with the repaired TensorRT stubs (``typings/``, made by
+``scripts/typings.py``, which ``scripts/check`` runs before ``scripts/test`` in CI) rejects a misspelled
+method and a wrong argument type, and accepts the same calls spelled right. Skipped, saying why, when
+``typings/`` has not been made (tests never touch the network).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TYPINGS = REPO / "typings"
+
+GOOD = """
+import tensorrt as trt
+
+def run(ctx: trt.IExecutionContext, stream: int) -> bool:
+    ok: bool = ctx.execute_async_v3(stream)
+    return ok
+
+def workspace(config: trt.IBuilderConfig) -> None:
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 2 << 30)
+"""
+
+BAD = """
+import tensorrt as trt
+
+def run(ctx: trt.IExecutionContext, stream: int) -> bool:
+    ok: bool = ctx.execute_async_v9(stream)
+    return ok
+
+def workspace(config: trt.IBuilderConfig) -> None:
+    config.set_memory_pool_limit("workspace", 2 << 30)
+"""
+
+
+def _mypy(tmp_path: Path, source: str) -> tuple[str, int]:
+    api = pytest.importorskip("mypy.api")
+    if not (TYPINGS / "tensorrt" / "__init__.pyi").is_file():
+        pytest.skip(
+            "typings/ is missing: run scripts/check (or python scripts/typings.py) to fetch the TensorRT stubs"
+        )
+    (tmp_path / "uses_trt.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    # The project's settings for the stubs, with an absolute mypy_path (mypy resolves it from the cwd).
+    (tmp_path / "mypy.ini").write_text(
+        textwrap.dedent(f"""
+        [mypy]
+        strict = True
+        mypy_path = {TYPINGS}
+        cache_dir = {tmp_path / ".mypy_cache"}
+
+        [mypy-tensorrt,tensorrt.*,tensorrt_bindings,tensorrt_bindings.*]
+        ignore_errors = True
+        """),
+        encoding="utf-8",
+    )
+    out, err, status = api.run(["--config-file", str(tmp_path / "mypy.ini"), str(tmp_path / "uses_trt.py")])
+    return out + err, status
+
+
+def test_mypy_rejects_a_misspelled_tensorrt_call_and_a_wrong_argument(tmp_path):
+    out, status = _mypy(tmp_path, BAD)
+    assert status == 1, out
+    assert '"IExecutionContext" has no attribute "execute_async_v9"; maybe "execute_async_v3"?' in out
+    assert 'Argument 1 to "set_memory_pool_limit" of "IBuilderConfig" has incompatible type "str"' in out
+
+
+def test_mypy_accepts_the_same_calls_spelled_right(tmp_path):
+    out, status = _mypy(tmp_path, GOOD)
+    assert status == 0, out
