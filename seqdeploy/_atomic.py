@@ -151,9 +151,15 @@ def fault_point(name: str) -> None:
     """A named point where the fault-injection tests act (no-op unless ``SEQDEPLOY_FAULT_AT`` names it).
 
     ``SEQDEPLOY_FAULT_AT=NAME[,NAME...]`` selects points; ``SEQDEPLOY_FAULT_ACTION`` says what happens:
-    ``pause`` (default: touch ``SEQDEPLOY_FAULT_READY`` if set, then sleep up to
+    ``pause`` (default: write the point's name to ``SEQDEPLOY_FAULT_READY`` if set, then sleep up to
     ``SEQDEPLOY_FAULT_PAUSE_S`` seconds, default 30, so the test can send a signal at exactly this
-    point), ``enospc`` (raise ``OSError(ENOSPC)``) or ``interrupt`` (raise ``KeyboardInterrupt``).
+    point; the test resumes the run early by deleting the ready file), ``enospc`` (raise
+    ``OSError(ENOSPC)``) or ``interrupt`` (raise ``KeyboardInterrupt``).
+
+    Points: ``export:model-built``, ``export:onnx-written``, ``export:self-check``, ``commit`` (every
+    :func:`staged_dir` and transaction, before its point of no return), ``export:committed``,
+    ``optimize:int8-written``, ``optimize:committed``, ``bundle:loaded`` (a reader loaded and checked a
+    bundle, before its runners) and ``bundle:runners-loaded`` (its work starts).
     """
     wanted = os.environ.get("SEQDEPLOY_FAULT_AT")
     if not wanted or name not in wanted.split(","):
@@ -167,7 +173,9 @@ def fault_point(name: str) -> None:
     if ready:
         Path(ready).write_text(name, encoding="utf-8")
     deadline = time.monotonic() + float(os.environ.get("SEQDEPLOY_FAULT_PAUSE_S", "30"))
-    while time.monotonic() < deadline:  # bounded: a test that forgets to signal still ends
+    # Bounded: a test that forgets to signal still ends. Deleting the ready file resumes at once, so a
+    # race (a second writer, a directory created at the target) happens exactly while this run waits.
+    while time.monotonic() < deadline and (not ready or os.path.exists(ready)):
         time.sleep(0.05)
 
 

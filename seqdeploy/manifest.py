@@ -356,11 +356,12 @@ class Bundle:
         bundle that was loaded: a ``--force`` swap or a commit in between raises :class:`BundleChanged`
         (before any work), and the caller loads it again — a reader never mixes two bundles.
         """
-        from seqdeploy._atomic import reading
+        from seqdeploy._atomic import fault_point, reading
 
         if not self.identity:  # an in-memory bundle (an export checking itself): nothing can swap it
             yield
             return
+        fault_point("bundle:loaded")  # loaded and checked; its runners are not loaded yet
         with reading(self.path):
             if _identity(self.path) != self.identity:
                 raise BundleChanged(
@@ -368,6 +369,7 @@ class Bundle:
                     "run it again"
                 )
             yield
+        fault_point("bundle:runners-loaded")  # the block (loading runners) is done; the work starts
 
     @classmethod
     def from_manifest(cls, path: Path, manifest: dict[str, Any]) -> Bundle:

@@ -113,4 +113,5 @@ def quantize_int8(
         manifest = copy.deepcopy(bundle.manifest)
         manifest.setdefault("variants", {})["int8"] = entry
         tx.commit(manifest)
+    fault_point("optimize:committed")  # a signal from here on lands after the commit: the variant is recorded
     return Int8Result(bundle.path / INT8_FILE, entry, report, time.perf_counter() - start)

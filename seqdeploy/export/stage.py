@@ -133,6 +133,7 @@ def export_model(
     check_export_budget(cfg, self_check_options(cfg), max_memory_gb=max_memory_gb)
     with staged_dir(Path(out_dir), force=force, kind=MANIFEST) as tmp:
         manifest, report = _export_into(cfg, tmp, checkpoint)
+    fault_point("export:committed")  # a signal from here on lands after the commit: the export is complete
     out = Path(os.path.realpath(out_dir))
     return ExportResult(out, manifest, report, time.perf_counter() - start)
 
