@@ -52,6 +52,7 @@ __all__ = [
     "is_staging_name",
     "reading",
     "shielded",
+    "signals_received",
     "staged_dir",
     "staged_file",
     "target_lock",
@@ -65,14 +66,23 @@ _STAGING_RE = re.compile(rf"^\..+\.{_SUFFIX}$")
 _LOCK_WAIT_S = 60.0
 """How long a writer waits for readers to finish loading before its commit (readers hold it seconds)."""
 
-# Targets this process committed: a signal that lands after the commit point must not be reported as
+# Targets this run committed: a signal that lands after the commit point must not be reported as
 # "nothing was written" (the CLI reads this to choose between exit 130 and "completed").
 _COMMITTED: list[Path] = []
+# Signals this run received. A signal can surface as some other error: a KeyboardInterrupt raised inside a
+# C extension's import comes out as "ImportError: initialization failed", one inside an ORT call as an ORT
+# error. The CLI reads this so that such a run still ends as "interrupted" (130), not as that error.
+_SIGNALLED: list[int] = []
 
 
 def committed_paths() -> tuple[Path, ...]:
-    """Artifacts this process has committed (renamed into place) so far."""
+    """Artifacts this run has committed (renamed into place) so far."""
     return tuple(_COMMITTED)
+
+
+def signals_received() -> tuple[int, ...]:
+    """SIGINT/SIGTERM/SIGHUP received during this run (inside :func:`handle_signals`)."""
+    return tuple(_SIGNALLED)
 
 
 def is_staging_name(name: str, target: str | None = None) -> bool:
@@ -93,27 +103,40 @@ def _on_main_thread() -> bool:
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
+    _SIGNALLED.append(signum)
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 @contextlib.contextmanager
-def handle_signals() -> Iterator[None]:
-    """Inside the block, SIGTERM (and SIGHUP) raise ``KeyboardInterrupt`` in the main thread, like Ctrl-C.
+def handle_signals(*, final: bool = False) -> Iterator[None]:
+    """One CLI run: SIGINT, SIGTERM and SIGHUP raise ``KeyboardInterrupt`` in the main thread, and are
+    recorded (:func:`signals_received`); :func:`committed_paths` starts empty.
 
-    One code path then handles every interruption: cleanup runs, nothing is committed, exit 130.
-    Off the main thread (where Python cannot install handlers) this does nothing.
+    One code path then handles every interruption: cleanup runs, nothing is committed, exit 130. A signal
+    the caller ignores (``nohup``: SIGHUP ``SIG_IGN``; a background job: SIGINT ``SIG_IGN``) stays ignored.
+    Off the main thread (where Python cannot install handlers) only the run state is reset.
+
+    Args:
+        final: The process exits right after the block (the console script): from the end of the block
+            on, these signals are ignored instead of restored, so a signal that lands while the outcome is
+            being reported, or during the interpreter's teardown, cannot turn a finished run into "killed by
+            SIGINT" or "Aborted!" (exit -2/1) — the exit status stays the run's own.
     """
+    _COMMITTED.clear()  # state of this run only (the CLI can be invoked several times in one process)
+    _SIGNALLED.clear()
     if not _on_main_thread():
         yield
         return
-    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    for s in old:
-        signal.signal(s, _raise_interrupt)
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    for s, handler in old.items():
+        if handler in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(s, _raise_interrupt)
     try:
         yield
     finally:
         for s, handler in old.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+            restore = handler if handler is not None else signal.SIG_DFL
+            signal.signal(s, signal.SIG_IGN if final else restore)
 
 
 @contextlib.contextmanager
@@ -130,11 +153,13 @@ def shielded() -> Iterator[list[int]]:
 
     def hold(signum: int, frame: object) -> None:
         received.append(signum)
+        _SIGNALLED.append(signum)
 
     sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     old = {s: signal.getsignal(s) for s in sigs}
     for s in sigs:
-        signal.signal(s, hold)
+        if old[s] != signal.SIG_IGN:  # an ignored signal (nohup) stays ignored
+            signal.signal(s, hold)
     try:
         yield received
     finally:
@@ -566,6 +591,7 @@ class Transaction:
                     os.rename(tmp, self.root / rel)
                 write_manifest(self.root / self.manifest_name, manifest)
                 self.committed = True
+                _COMMITTED.extend(self.root / rel for rel in self.staged)
             for p in old:
                 _remove(p)
 
