@@ -61,8 +61,12 @@ __all__ = [
 STAGING_MARKER = ".seqdeploy-staging"
 """A file inside every staging directory; readers refuse a directory that has it."""
 
-_SUFFIX = r"(?:[a-z0-9_]{8}\.partial|old-\d+-[0-9a-f]{8}|stage-[0-9a-f]{8})"
+# Every staging and moved-aside name carries the pid of the run that made it (``.exp.4242-k3j9x_2a.partial``,
+# ``.exp.old-4242-1f2e3d4c``, ``.model.int8.onnx.stage-4242-1f2e3d4c``): a later run removes only what a dead
+# run left. Names without a pid (made before pids were added) are taken as left by a dead run.
+_SUFFIX = r"(?:(?:\d+-)?[a-z0-9_]{8}\.partial|old-\d+-[0-9a-f]{8}|stage-(?:\d+-)?[0-9a-f]{8})"
 _STAGING_RE = re.compile(rf"^\..+\.{_SUFFIX}$")
+_OWNER_RE = re.compile(r"\.(?:old-|stage-)?(\d+)-[a-z0-9_]{8}(?:\.partial)?$")
 _LOCK_WAIT_S = 60.0
 """How long a writer waits for readers to finish loading before its commit (readers hold it seconds)."""
 
@@ -370,18 +374,43 @@ def _mkdirs(parent: Path, target: Path) -> None:
         raise UsageError(f"{target}: its parent {parent} is not a directory")
 
 
+def _owner_alive(path: Path) -> bool:
+    """Whether the run that made this staging/moved-aside path is still running (then it is not a leftover).
+
+    The pid comes from the name (or, for a staging directory, its marker). The per-target lock already
+    keeps two writers apart, but only when they share a lock directory: two users, two ``TMPDIR``s or a
+    container writing to the same directory do not, and must never delete each other's live work.
+    """
+    pid = None
+    if m := _OWNER_RE.search(path.name):
+        pid = int(m.group(1))
+    else:
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            pid = int(json.loads((path / STAGING_MARKER).read_text("utf-8")).get("pid"))
+    if pid is None or pid == os.getpid() or pid <= 0:
+        return False  # ours (an earlier run in this process) or unknown: a dead run's
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
 def _clean_leftovers(parent: Path, name: str) -> None:
-    """Remove what a killed earlier run left for this target (only we, holding its lock, may write it).
+    """Remove what a killed earlier run left for this target (we hold its lock).
 
     A moved-aside old artifact whose target is missing is the only copy left (the run died between the
-    two renames of a swap): it is restored, never deleted.
+    two renames of a swap): it is restored, never deleted. Paths of a run that is still alive (a writer
+    that does not share our lock directory) are left alone: the rename decides between us.
     """
     try:
         entries = list(parent.iterdir())
     except OSError:
         return
     target = parent / name
-    mine = [p for p in entries if is_staging_name(p.name, name)]
+    mine = [p for p in entries if is_staging_name(p.name, name) and not _owner_alive(p)]
     olds = sorted((p for p in mine if ".old-" in p.name), key=lambda p: p.stat().st_mtime, reverse=True)
     if olds and not os.path.lexists(target):
         os.rename(olds[0], target)
@@ -455,7 +484,7 @@ def staged_dir(target: Path | str, *, force: bool = False, kind: str = "manifest
         _preflight(dest, force=force, marker=kind, existed=True)
         _clean_leftovers(parent, dest.name)
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}-", suffix=".partial", dir=parent))
         except OSError as exc:
             raise UsageError(f"{dest}: cannot create a staging directory in {parent}: {exc.strerror}") from None
         try:
@@ -501,7 +530,7 @@ def _commit_dir(tmp: Path, dest: Path, *, force: bool, marker: str) -> None:
 def staged_file(target: Path | str) -> Iterator[Path]:
     """Write one file through a temp sibling, renamed over ``target`` on success (removed on failure)."""
     dest = Path(target)
-    tmp = dest.with_name(f".{dest.name}.stage-{os.urandom(4).hex()}")
+    tmp = dest.with_name(f".{dest.name}.stage-{os.getpid()}-{os.urandom(4).hex()}")
     try:
         yield tmp
         with shielded():
@@ -543,7 +572,7 @@ class Transaction:
         if "/" in relpath:  # a file inside a sub-directory: stage the whole sub-directory and write inside it
             raise UsageError(f"{relpath!r}: stage the directory '{relpath.split('/')[0]}' and write inside it")
         if relpath not in self.staged:
-            self.staged[relpath] = self.root / f".{relpath}.stage-{os.urandom(4).hex()}"
+            self.staged[relpath] = self.root / f".{relpath}.stage-{os.getpid()}-{os.urandom(4).hex()}"
         return self.staged[relpath]
 
     def files(self) -> dict[str, Path]:
@@ -606,7 +635,7 @@ def bundle_transaction(bundle_dir: Path | str, *, manifest_name: str = "manifest
     root = Path(os.path.realpath(bundle_dir))
     with target_lock(root):
         for p in root.iterdir():
-            if p.name.startswith(".") and is_staging_name(p.name):
+            if p.name.startswith(".") and is_staging_name(p.name) and not _owner_alive(p):
                 _remove(p)  # left by a killed earlier run; we hold the writer lock
         tx = Transaction(root, manifest_name)
         try:
