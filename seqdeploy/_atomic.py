@@ -186,7 +186,8 @@ def fault_point(name: str) -> None:
     ``OSError(ENOSPC)``) or ``interrupt`` (raise ``KeyboardInterrupt``).
 
     Points: ``export:model-built``, ``export:onnx-written``, ``export:self-check``, ``commit`` (every
-    :func:`staged_dir` and transaction, before its point of no return), ``export:committed``,
+    :func:`staged_dir` and transaction, before its point of no return), ``commit:swapping`` (a ``--force``
+    swap, between its two renames: signals are held there), ``export:committed``,
     ``optimize:int8-written``, ``optimize:committed``, ``bundle:loaded`` (a reader loaded and checked a
     bundle, before its runners) and ``bundle:runners-loaded`` (its work starts).
     """
@@ -481,8 +482,10 @@ def staged_dir(target: Path | str, *, force: bool = False, kind: str = "manifest
     parent = dest.parent
     _mkdirs(parent, dest)
     with target_lock(dest):
-        _preflight(dest, force=force, marker=kind, existed=True)
+        # Leftovers first: an old artifact a killed --force had moved aside is restored, and the decision
+        # (exists? --force?) is then taken on what the user really has.
         _clean_leftovers(parent, dest.name)
+        _preflight(dest, force=force, marker=kind, existed=True)
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}-", suffix=".partial", dir=parent))
         except OSError as exc:
@@ -519,6 +522,7 @@ def _commit_dir(tmp: Path, dest: Path, *, force: bool, marker: str) -> None:
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
         os.rename(dest, old)
         try:
+            fault_point("commit:swapping")  # the one moment the target is missing: only SIGKILL lands here
             _rename_noreplace(tmp, dest)
         except BaseException:
             os.rename(old, dest)
