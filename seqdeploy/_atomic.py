@@ -212,9 +212,19 @@ def fault_point(name: str) -> None:
 # -- locks -------------------------------------------------------------------------------------------------
 
 
+def _tmp_root() -> str:
+    try:
+        return tempfile.gettempdir()
+    except OSError:
+        # gettempdir() probes each candidate by writing a file: on a full disk or under a file-size limit
+        # it finds none ("No usable temporary directory"). Lock files hold no data, so any existing one
+        # will do; the real write error is then reported where the artifact is written.
+        return os.environ.get("TMPDIR") or "/tmp"
+
+
 def _lock_dir() -> Path:
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    d = Path(tempfile.gettempdir()) / f"seqdeploy-locks-{uid}"
+    d = Path(_tmp_root()) / f"seqdeploy-locks-{uid}"
     d.mkdir(mode=0o700, exist_ok=True)
     return d
 
@@ -238,8 +248,9 @@ def _flock(path: Path, mode: int, *, wait_s: float, what: Callable[[], str]) -> 
                     raise UsageError(what()) from None
                 time.sleep(0.05)
         if mode == fcntl.LOCK_EX:
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
+            with contextlib.suppress(OSError):  # the holder's pid is only for messages (disk full: none)
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -333,6 +344,16 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
     if os.path.lexists(dst):
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
     os.rename(src, dst)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """``path.write_text`` whose errors name ``path`` (a failed write or close names no file)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+        raise
 
 
 def _remove(path: Path) -> None:
@@ -492,7 +513,7 @@ def staged_dir(target: Path | str, *, force: bool = False, kind: str = "manifest
             raise UsageError(f"{dest}: cannot create a staging directory in {parent}: {exc.strerror}") from None
         try:
             _apply_umask(tmp, directory=True)
-            (tmp / STAGING_MARKER).write_text(json.dumps({"pid": os.getpid(), "target": str(dest)}), "utf-8")
+            _write_text(tmp / STAGING_MARKER, json.dumps({"pid": os.getpid(), "target": str(dest)}))
             yield tmp
             fault_point("commit")
             with shielded() as received:

@@ -78,6 +78,11 @@ def write_json(path: Path, data: Any) -> None:
     try:
         tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:  # a failed write/close names no file: name it
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

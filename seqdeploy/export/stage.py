@@ -87,6 +87,27 @@ def _check_graph(path: Path, spec: Any) -> None:
         raise ExportError(f"{path.name}: failed lint:\n  " + "\n  ".join(f"[{f.code}] {f.message}" for f in errors))
 
 
+def _with_path(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming ``path`` (a failed ``write``/``close`` carries no file name): what the CLI reports."""
+    if exc.filename or exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+
+
+def _write_graph(module: Any, spec: Any, path: Path, *, opset: int) -> None:
+    """``export_onnx`` with a failed write (disk full, a file-size limit) reported as the OS error it is
+    (exit 2, naming the file) instead of "torch.onnx.export failed" (exit 1: a graph that failed its checks).
+    """
+    from seqdeploy.export.onnx import export_onnx
+
+    try:
+        export_onnx(module, spec, path, opset=opset)
+    except ExportError as exc:
+        if isinstance(exc.__cause__, OSError) and exc.__cause__.errno is not None:
+            raise _with_path(exc.__cause__, path) from None
+        raise
+
+
 def export_model(
     config: PipelineConfig | str | Path,
     out_dir: str | Path,
@@ -141,7 +162,7 @@ def export_model(
 def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) -> tuple[dict[str, Any], ParityReport]:
     import torch
 
-    from seqdeploy.export.onnx import TRACE_BATCH, TRACE_SEQ, export_onnx
+    from seqdeploy.export.onnx import TRACE_BATCH, TRACE_SEQ
     from seqdeploy.models.build import build_model, exportable, load_checkpoint, step_module
 
     model, vectors = build_model(cfg, load_vectors=checkpoint is None)
@@ -150,7 +171,7 @@ def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) 
     fault_point("export:model-built")
     specs = {"sequence": spec_from_config(cfg, "sequence")}
     traced = exportable(model)
-    export_onnx(traced, specs["sequence"], tmp / "model.onnx", opset=cfg.export.opset)
+    _write_graph(traced, specs["sequence"], tmp / "model.onnx", opset=cfg.export.opset)
     files = ["model.onnx"]
     if cfg.export.step:
         specs["step"] = spec_from_config(cfg, "step")
@@ -158,7 +179,7 @@ def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) 
         # (seq 1) instead of per-gate MatMul/Sigmoid chains — faster in ORT (33 vs 45-94 µs/token measured,
         # docs/benchmarks.md) and the op TensorRT imports natively. The step self-check proves it equals
         # the eager cell loop.
-        export_onnx(step_module(traced), specs["step"], tmp / "step.onnx", opset=cfg.export.opset)
+        _write_graph(step_module(traced), specs["step"], tmp / "step.onnx", opset=cfg.export.opset)
         files.append("step.onnx")
     fault_point("export:onnx-written")
     graphs: dict[str, Any] = {}
@@ -171,10 +192,15 @@ def _export_into(cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None) 
         if data := external_data_files(tmp / name):
             graphs[graph]["external_data"] = data
             extra.extend(d for d in data if d not in extra)
+    weights = tmp / "model.pt"
     try:
-        torch.save(model.state_dict(), tmp / "model.pt")
-    except RuntimeError as exc:  # torch wraps write errors (ENOSPC, EFBIG) in RuntimeError
-        raise UsageError(f"{tmp / 'model.pt'}: cannot write the weights ({exc}); is the disk full?") from None
+        # Through a Python file object: a write error (ENOSPC, EFBIG) is then an OSError with its errno.
+        with weights.open("wb") as fh:
+            torch.save(model.state_dict(), fh)
+    except OSError as exc:
+        raise _with_path(exc, weights) from None
+    except RuntimeError as exc:  # torch may still wrap a write error in RuntimeError
+        raise UsageError(f"{weights}: cannot write the weights ({exc}); is the disk full?") from None
     files.append("model.pt")
 
     manifest: dict[str, Any] = {
