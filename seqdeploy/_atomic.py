@@ -632,22 +632,66 @@ class Transaction:
             if received:
                 raise KeyboardInterrupt("interrupted before the commit")
             with _swap_lock(self.root):
-                old: list[Path] = []
-                for rel in (*drop, *self.staged):
-                    dest = self.root / rel
-                    if os.path.lexists(dest):
-                        aside = self.root / f".{rel}.old-{os.getpid()}-{os.urandom(4).hex()}"
-                        os.rename(dest, aside)
-                        old.append(aside)
-                for rel, tmp in self.staged.items():
-                    if tmp.is_dir():
-                        _apply_umask(tmp, directory=True)
-                    os.rename(tmp, self.root / rel)
-                write_manifest(self.root / self.manifest_name, manifest)
+                # The new manifest is written first, beside the old one: it is the only write that needs
+                # space, so a full disk fails here, before anything moved. Then only renames remain, the
+                # manifest's last; any failure among them is rolled back, newest first.
+                pending = self.root / f".{self.manifest_name}.stage-{os.getpid()}-{os.urandom(4).hex()}"
+                moved: list[tuple[Path, Path]] = []
+                try:
+                    write_manifest(pending, manifest)
+                    for rel in (*drop, *self.staged):
+                        dest = self.root / rel
+                        if os.path.lexists(dest):
+                            aside = self.root / f".{rel}.old-{os.getpid()}-{os.urandom(4).hex()}"
+                            os.rename(dest, aside)
+                            moved.append((dest, aside))
+                    for rel, tmp in self.staged.items():
+                        if tmp.is_dir():
+                            _apply_umask(tmp, directory=True)
+                        os.rename(tmp, self.root / rel)
+                        moved.append((tmp, self.root / rel))
+                    fault_point("commit:swapping")  # files swapped, manifest not yet: only SIGKILL lands here
+                    os.replace(pending, self.root / self.manifest_name)
+                except BaseException:
+                    for src, dst in reversed(moved):
+                        with contextlib.suppress(OSError):
+                            os.rename(dst, src)
+                    _remove(pending)
+                    raise
                 self.committed = True
                 _COMMITTED.extend(self.root / rel for rel in self.staged)
-            for p in old:
-                _remove(p)
+            for _, aside in moved:
+                if ".old-" in aside.name:
+                    _remove(aside)
+
+
+def _recover_transaction(root: Path, manifest_name: str) -> None:
+    """Undo what a transaction killed mid-commit (SIGKILL, power loss) left in ``root``.
+
+    A moved-aside file (``.REL.old-PID-…``) of a dead run is put back when ``REL`` is missing, or when the
+    manifest (still the old one: it is replaced last) lists ``REL`` with the moved-aside file's sha256;
+    otherwise it is stale and removed, like staged files and a pending manifest.
+    """
+    from seqdeploy.manifest import sha256
+
+    try:
+        listed = json.loads((root / manifest_name).read_text("utf-8")).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        listed = {}
+    for p in sorted(root.iterdir()):
+        if not (p.name.startswith(".") and is_staging_name(p.name)) or _owner_alive(p):
+            continue
+        if ".old-" in p.name:
+            rel = p.name[1:].rsplit(".old-", 1)[0]
+            dest = root / rel
+            entry = listed.get(rel) if isinstance(listed, dict) else None
+            if not os.path.lexists(dest):
+                os.rename(p, dest)
+                continue
+            if p.is_file() and dest.is_file() and isinstance(entry, dict) and entry.get("sha256") == sha256(p):
+                os.replace(p, dest)
+                continue
+        _remove(p)
 
 
 @contextlib.contextmanager
@@ -659,9 +703,8 @@ def bundle_transaction(bundle_dir: Path | str, *, manifest_name: str = "manifest
     """
     root = Path(os.path.realpath(bundle_dir))
     with target_lock(root):
-        for p in root.iterdir():
-            if p.name.startswith(".") and is_staging_name(p.name) and not _owner_alive(p):
-                _remove(p)  # left by a killed earlier run; we hold the writer lock
+        with shielded():
+            _recover_transaction(root, manifest_name)  # what a killed earlier run left; we hold the writer lock
         tx = Transaction(root, manifest_name)
         try:
             yield tx
