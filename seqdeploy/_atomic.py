@@ -612,14 +612,17 @@ class Transaction:
                 out[rel] = tmp
         return out
 
-    def commit(self, manifest: dict[str, Any], *, drop: tuple[str, ...] = ()) -> None:
+    def commit(self, manifest: dict[str, Any], *, drop: tuple[str, ...] = (), stamp: bool = True) -> None:
         """Rename the staged paths into place and write ``manifest`` (its ``files`` table updated).
 
         Args:
             manifest: The new manifest; its ``files`` table is updated here, nothing else is changed.
             drop: Relpaths (files or directories) this commit removes from the bundle and the table.
+            stamp: Stamp the manifest's digest. ``False`` for a bundle whose manifest was already edited by
+                hand (accepted with ``--allow-modified``): its stale digest is kept, so the edit stays
+                visible to every later reader instead of being signed off by this commit.
         """
-        from seqdeploy.manifest import file_entry, write_manifest  # lazily: manifest imports config
+        from seqdeploy.manifest import file_entry, write_json, write_manifest  # lazily: manifest imports config
 
         files = manifest.setdefault("files", {})
         for rel in (*drop, *self.staged):
@@ -638,7 +641,7 @@ class Transaction:
                 pending = self.root / f".{self.manifest_name}.stage-{os.getpid()}-{os.urandom(4).hex()}"
                 moved: list[tuple[Path, Path]] = []
                 try:
-                    write_manifest(pending, manifest)
+                    (write_manifest if stamp else write_json)(pending, manifest)
                     for rel in (*drop, *self.staged):
                         dest = self.root / rel
                         if os.path.lexists(dest):

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 from seqdeploy._atomic import bundle_transaction, fault_point
 from seqdeploy._lazy import require
 from seqdeploy.errors import ExportError, Interrupted, ParityError, UsageError
-from seqdeploy.manifest import Bundle
+from seqdeploy.manifest import MANIFEST, Bundle
 from seqdeploy.parity.report import ParityReport
 from seqdeploy.parity.run import VerifyOptions, verify
 
@@ -153,6 +153,10 @@ def quantize_int8(
         entry["max_abs_vs_fp32"] = report.max_abs_by_tensor(bundle.specs["sequence"].output_names, mode="full")
         manifest = copy.deepcopy(bundle.manifest)
         manifest.setdefault("variants", {})["int8"] = entry
-        tx.commit(manifest)
+        # A manifest edited by hand (accepted with --allow-modified) is not re-stamped: recording a variant
+        # must not turn an edited manifest into one that looks as seqdeploy wrote it. Modified files keep
+        # their old sha256 in the table, so they stay visible too.
+        edited = any(p.startswith(f"{MANIFEST}:") for p in bundle.modified)
+        tx.commit(manifest, stamp=not edited)
     fault_point("optimize:committed")  # a signal from here on lands after the commit: the variant is recorded
     return Int8Result(bundle.path / INT8_FILE, entry, report, time.perf_counter() - start)
