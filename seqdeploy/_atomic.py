@@ -705,6 +705,8 @@ def bundle_transaction(bundle_dir: Path | str, *, manifest_name: str = "manifest
     staged; the manifest and the existing files are untouched. A second writer fails at once (exit 2).
     """
     root = Path(os.path.realpath(bundle_dir))
+    if not root.is_dir():
+        raise UsageError(f"{bundle_dir}: no such export directory; create one with 'seqdeploy export CONFIG -o DIR'")
     with target_lock(root):
         with shielded():
             _recover_transaction(root, manifest_name)  # what a killed earlier run left; we hold the writer lock
