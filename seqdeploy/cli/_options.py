@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -92,8 +93,18 @@ def check_report_paths(paths: Mapping[str, Path | None], bundle: Path | None = N
             probe = probe.parent
         if not probe.is_dir():
             raise UsageError(f"{option} {path}: {probe} is not a directory")
-        if not os.access(probe, os.W_OK | os.X_OK) or (real.exists() and not os.access(real, os.W_OK)):
-            raise UsageError(f"{option} {path}: cannot be written (permission denied in {probe}); choose another path")
+        # Really create (and drop) a file there: os.access() says yes to root everywhere, and knows nothing of
+        # read-only mounts, ACLs or file systems that refuse new files (/proc). The report is written by a
+        # rename in that directory, so the directory is what must accept a new file.
+        try:
+            with tempfile.TemporaryFile(dir=probe):
+                pass
+        except OSError as exc:
+            raise UsageError(
+                f"{option} {path}: cannot be written ({exc.strerror or exc} in {probe}); choose another path"
+            ) from None
+        if real.exists() and not os.access(real, os.W_OK):
+            raise UsageError(f"{option} {path}: the file is read-only; choose another path")
 
 
 def parse_int_list(text: str | None, option: str) -> tuple[int, ...] | None:
