@@ -80,7 +80,7 @@ class LazyGroup(click.Group):
                 _interrupted(ctx)
             if isinstance(exc, SeqdeployError):
                 raise CliError(exc) from exc
-            if isinstance(exc, MemoryError):
+            if _out_of_memory(exc):
                 click.echo(
                     "error: out of memory; use smaller sizes (--batch/--seq, [shapes], model sizes) or set "
                     "--max-memory-gb / SEQDEPLOY_MAX_MEMORY_GB to what this machine can really give",
@@ -96,6 +96,23 @@ class LazyGroup(click.Group):
             click.echo(traceback.format_exc(), err=True)
             click.echo(f"internal error (a seqdeploy bug, please report it with the traceback above): {exc}", err=True)
             ctx.exit(InternalError.exit_code)
+
+
+_ALLOCATOR_FAILURES = (
+    "DefaultCPUAllocator: can't allocate memory",  # torch: RuntimeError, not MemoryError
+    "DefaultCPUAllocator: not enough memory",
+    "CUDA out of memory",
+    "Failed to allocate memory",  # onnxruntime
+)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """A ``MemoryError``, or an allocator failure torch/onnxruntime raise as ``RuntimeError``: the machine's
+    memory (after --max-memory-gb let a larger estimate through), not a seqdeploy bug.
+    """
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and any(s in str(exc) for s in _ALLOCATOR_FAILURES)
+    )
 
 
 def _interrupted(ctx: click.Context) -> None:
