@@ -281,6 +281,13 @@ def inside(root: Path, rel: str) -> Path | None:
     return full
 
 
+def _not_json(name: str) -> Any:
+    """``NaN``/``Infinity`` are Python's JSON extensions, never in a manifest seqdeploy wrote (it writes with
+    ``allow_nan=False``): refuse them at parse time, as malformed JSON.
+    """
+    raise ValueError(f"{name} is not a JSON number (a manifest written by seqdeploy never holds one)")
+
+
 class BundleChanged(IntegrityError):
     """The bundle was swapped or updated between loading it and reading its files: load it again."""
 
@@ -388,7 +395,7 @@ class Bundle:
     def _load_locked(cls, path: Path, mpath: Path, *, allow_modified: bool) -> Bundle:
         try:
             identity = _identity(path)
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+            manifest = json.loads(mpath.read_text(encoding="utf-8"), parse_constant=_not_json)
         except (OSError, ValueError) as exc:
             raise UsageError(f"{mpath}: unreadable manifest: {exc}") from None
         bundle = dataclasses.replace(cls._from_dict(path, mpath, manifest), identity=identity)
