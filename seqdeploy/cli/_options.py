@@ -63,16 +63,18 @@ def check_report_paths(paths: Mapping[str, Path | None], bundle: Path | None = N
     from seqdeploy.manifest import MANIFEST, referenced_files
 
     protected: set[Path] = set()
-    if bundle is not None:
+    if bundle is not None and any(p is not None for p in paths.values()):
         root = Path(os.path.realpath(bundle))
         names = {MANIFEST}
         try:
             manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-            if isinstance(manifest, dict):
-                names |= set(manifest.get("files") or {}) | set(referenced_files(manifest))
         except (OSError, ValueError):
-            pass
-        protected = {Path(os.path.realpath(root / n)) for n in names if isinstance(n, str)}
+            manifest = None  # no readable manifest: the command itself will say so
+        if isinstance(manifest, dict):  # read before it is validated: take only what has the right shape
+            files = manifest.get("files")
+            names |= set(files) if isinstance(files, dict) else set()
+            names |= set(referenced_files(manifest))
+        protected = {Path(os.path.realpath(root / n)) for n in names if isinstance(n, str) and "\0" not in n}
     seen: dict[Path, str] = {}
     for option, path in paths.items():
         if path is None:
