@@ -60,6 +60,13 @@ def export_cmd(
             f"vectors: {vec['path']} ({vec['format']}, dim {vec['dim']}): {vec['found']}/{vec['found'] + vec['oov']} "
             f"vocabulary rows found ({vec['coverage']:.1%}), {vec['oov']} OOV initialised '{vec['oov_policy']}'"
         )
+        if vec["found"] == 0:
+            click.echo(
+                f"WARNING: not one vocabulary token was found in {vec['path']}: the embedding holds no pretrained "
+                f"vector at all (every row initialised '{vec['oov_policy']}'). Check that the vocab and the "
+                "vectors files match (tokenization, case, format)",
+                err=True,
+            )
     worst = ", ".join(f"{k} {v:.2g}" for k, v in m["self_check"]["max_abs"].items())
     click.echo(f"self-check: {result.report.summary()}; ort-cpu vs torch max_abs: {worst}")
     click.echo(f"exported in {result.duration_s:.1f} s -> {result.path}")
