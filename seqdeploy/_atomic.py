@@ -189,7 +189,8 @@ def fault_point(name: str) -> None:
     :func:`staged_dir` and transaction, before its point of no return), ``commit:swapping`` (a ``--force``
     swap, between its two renames: signals are held there), ``export:committed``,
     ``optimize:int8-written``, ``optimize:committed``, ``bundle:loaded`` (a reader loaded and checked a
-    bundle, before its runners) and ``bundle:runners-loaded`` (its work starts).
+    bundle, before its runners), ``bundle:checked`` (under the read lock, the bundle found unchanged, its
+    runners about to load) and ``bundle:runners-loaded`` (its work starts).
     """
     wanted = os.environ.get("SEQDEPLOY_FAULT_AT")
     if not wanted or name not in wanted.split(","):

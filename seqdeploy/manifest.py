@@ -364,9 +364,10 @@ class Bundle:
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
-        """Hold the bundle's shared read lock while runners load its files, checking it is still the
-        bundle that was loaded: a ``--force`` swap or a commit in between raises :class:`BundleChanged`
-        (before any work), and the caller loads it again — a reader never mixes two bundles.
+        """Hold the bundle's shared read lock while runners load its files, checking before and after
+        that it is still the bundle that was loaded: a ``--force`` swap or a commit in between raises
+        :class:`BundleChanged` (before any work), and the caller loads it again — a reader never mixes two
+        bundles.
         """
         from seqdeploy._atomic import fault_point, reading
 
@@ -375,13 +376,29 @@ class Bundle:
             return
         fault_point("bundle:loaded")  # loaded and checked; its runners are not loaded yet
         with reading(self.path):
-            if _identity(self.path) != self.identity:
-                raise BundleChanged(
-                    f"{self.path}: was replaced or updated by another process while this command was starting; "
-                    "run it again"
-                )
-            yield
+            self._check_unchanged()
+            fault_point("bundle:checked")
+            # Again once the files are read: a writer that does not share our lock directory (another user,
+            # another TMPDIR) is not held off by the lock, and may have swapped the bundle meanwhile — and
+            # a runner that failed on a mix of two bundles ("model.pt does not fit") is that, not its error.
+            try:
+                yield
+            except Exception:
+                self._check_unchanged()
+                raise
+            self._check_unchanged()
         fault_point("bundle:runners-loaded")  # the block (loading runners) is done; the work starts
+
+    def _check_unchanged(self) -> None:
+        try:
+            same = _identity(self.path) == self.identity
+        except OSError:  # moved aside mid-swap, or deleted
+            same = False
+        if not same:
+            raise BundleChanged(
+                f"{self.path}: was replaced or updated by another process while this command was starting; "
+                "run it again"
+            )
 
     @classmethod
     def from_manifest(cls, path: Path, manifest: dict[str, Any]) -> Bundle:
