@@ -52,6 +52,7 @@ __all__ = [
     "is_staging_name",
     "reading",
     "shielded",
+    "signals_received",
     "staged_dir",
     "staged_file",
     "target_lock",
@@ -60,19 +61,32 @@ __all__ = [
 STAGING_MARKER = ".seqdeploy-staging"
 """A file inside every staging directory; readers refuse a directory that has it."""
 
-_SUFFIX = r"(?:[a-z0-9_]{8}\.partial|old-\d+-[0-9a-f]{8}|stage-[0-9a-f]{8})"
+# Every staging and moved-aside name carries the pid of the run that made it (``.exp.4242-k3j9x_2a.partial``,
+# ``.exp.old-4242-1f2e3d4c``, ``.model.int8.onnx.stage-4242-1f2e3d4c``): a later run removes only what a dead
+# run left. Names without a pid (made before pids were added) are taken as left by a dead run.
+_SUFFIX = r"(?:(?:\d+-)?[a-z0-9_]{8}\.partial|old-\d+-[0-9a-f]{8}|stage-(?:\d+-)?[0-9a-f]{8})"
 _STAGING_RE = re.compile(rf"^\..+\.{_SUFFIX}$")
+_OWNER_RE = re.compile(r"\.(?:old-|stage-)?(\d+)-[a-z0-9_]{8}(?:\.partial)?$")
 _LOCK_WAIT_S = 60.0
 """How long a writer waits for readers to finish loading before its commit (readers hold it seconds)."""
 
-# Targets this process committed: a signal that lands after the commit point must not be reported as
+# Targets this run committed: a signal that lands after the commit point must not be reported as
 # "nothing was written" (the CLI reads this to choose between exit 130 and "completed").
 _COMMITTED: list[Path] = []
+# Signals this run received. A signal can surface as some other error: a KeyboardInterrupt raised inside a
+# C extension's import comes out as "ImportError: initialization failed", one inside an ORT call as an ORT
+# error. The CLI reads this so that such a run still ends as "interrupted" (130), not as that error.
+_SIGNALLED: list[int] = []
 
 
 def committed_paths() -> tuple[Path, ...]:
-    """Artifacts this process has committed (renamed into place) so far."""
+    """Artifacts this run has committed (renamed into place) so far."""
     return tuple(_COMMITTED)
+
+
+def signals_received() -> tuple[int, ...]:
+    """SIGINT/SIGTERM/SIGHUP received during this run (inside :func:`handle_signals`)."""
+    return tuple(_SIGNALLED)
 
 
 def is_staging_name(name: str, target: str | None = None) -> bool:
@@ -93,27 +107,40 @@ def _on_main_thread() -> bool:
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
+    _SIGNALLED.append(signum)
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 @contextlib.contextmanager
-def handle_signals() -> Iterator[None]:
-    """Inside the block, SIGTERM (and SIGHUP) raise ``KeyboardInterrupt`` in the main thread, like Ctrl-C.
+def handle_signals(*, final: bool = False) -> Iterator[None]:
+    """One CLI run: SIGINT, SIGTERM and SIGHUP raise ``KeyboardInterrupt`` in the main thread, and are
+    recorded (:func:`signals_received`); :func:`committed_paths` starts empty.
 
-    One code path then handles every interruption: cleanup runs, nothing is committed, exit 130.
-    Off the main thread (where Python cannot install handlers) this does nothing.
+    One code path then handles every interruption: cleanup runs, nothing is committed, exit 130. A signal
+    the caller ignores (``nohup``: SIGHUP ``SIG_IGN``; a background job: SIGINT ``SIG_IGN``) stays ignored.
+    Off the main thread (where Python cannot install handlers) only the run state is reset.
+
+    Args:
+        final: The process exits right after the block (the console script): from the end of the block
+            on, these signals are ignored instead of restored, so a signal that lands while the outcome is
+            being reported, or during the interpreter's teardown, cannot turn a finished run into "killed by
+            SIGINT" or "Aborted!" (exit -2/1) — the exit status stays the run's own.
     """
+    _COMMITTED.clear()  # state of this run only (the CLI can be invoked several times in one process)
+    _SIGNALLED.clear()
     if not _on_main_thread():
         yield
         return
-    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    for s in old:
-        signal.signal(s, _raise_interrupt)
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    for s, handler in old.items():
+        if handler in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(s, _raise_interrupt)
     try:
         yield
     finally:
         for s, handler in old.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+            restore = handler if handler is not None else signal.SIG_DFL
+            signal.signal(s, signal.SIG_IGN if final else restore)
 
 
 @contextlib.contextmanager
@@ -130,11 +157,13 @@ def shielded() -> Iterator[list[int]]:
 
     def hold(signum: int, frame: object) -> None:
         received.append(signum)
+        _SIGNALLED.append(signum)
 
     sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     old = {s: signal.getsignal(s) for s in sigs}
     for s in sigs:
-        signal.signal(s, hold)
+        if old[s] != signal.SIG_IGN:  # an ignored signal (nohup) stays ignored
+            signal.signal(s, hold)
     try:
         yield received
     finally:
@@ -151,9 +180,17 @@ def fault_point(name: str) -> None:
     """A named point where the fault-injection tests act (no-op unless ``SEQDEPLOY_FAULT_AT`` names it).
 
     ``SEQDEPLOY_FAULT_AT=NAME[,NAME...]`` selects points; ``SEQDEPLOY_FAULT_ACTION`` says what happens:
-    ``pause`` (default: touch ``SEQDEPLOY_FAULT_READY`` if set, then sleep up to
+    ``pause`` (default: write the point's name to ``SEQDEPLOY_FAULT_READY`` if set, then sleep up to
     ``SEQDEPLOY_FAULT_PAUSE_S`` seconds, default 30, so the test can send a signal at exactly this
-    point), ``enospc`` (raise ``OSError(ENOSPC)``) or ``interrupt`` (raise ``KeyboardInterrupt``).
+    point; the test resumes the run early by deleting the ready file), ``enospc`` (raise
+    ``OSError(ENOSPC)``) or ``interrupt`` (raise ``KeyboardInterrupt``).
+
+    Points: ``export:model-built``, ``export:onnx-written``, ``export:self-check``, ``commit`` (every
+    :func:`staged_dir` and transaction, before its point of no return), ``commit:swapping`` (a ``--force``
+    swap, between its two renames: signals are held there), ``export:committed``,
+    ``optimize:int8-written``, ``optimize:committed``, ``bundle:loaded`` (a reader loaded and checked a
+    bundle, before its runners), ``bundle:checked`` (under the read lock, the bundle found unchanged, its
+    runners about to load) and ``bundle:runners-loaded`` (its work starts).
     """
     wanted = os.environ.get("SEQDEPLOY_FAULT_AT")
     if not wanted or name not in wanted.split(","):
@@ -167,16 +204,28 @@ def fault_point(name: str) -> None:
     if ready:
         Path(ready).write_text(name, encoding="utf-8")
     deadline = time.monotonic() + float(os.environ.get("SEQDEPLOY_FAULT_PAUSE_S", "30"))
-    while time.monotonic() < deadline:  # bounded: a test that forgets to signal still ends
+    # Bounded: a test that forgets to signal still ends. Deleting the ready file resumes at once, so a
+    # race (a second writer, a directory created at the target) happens exactly while this run waits.
+    while time.monotonic() < deadline and (not ready or os.path.exists(ready)):
         time.sleep(0.05)
 
 
 # -- locks -------------------------------------------------------------------------------------------------
 
 
+def _tmp_root() -> str:
+    try:
+        return tempfile.gettempdir()
+    except OSError:
+        # gettempdir() probes each candidate by writing a file: on a full disk or under a file-size limit
+        # it finds none ("No usable temporary directory"). Lock files hold no data, so any existing one
+        # will do; the real write error is then reported where the artifact is written.
+        return os.environ.get("TMPDIR") or "/tmp"
+
+
 def _lock_dir() -> Path:
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    d = Path(tempfile.gettempdir()) / f"seqdeploy-locks-{uid}"
+    d = Path(_tmp_root()) / f"seqdeploy-locks-{uid}"
     d.mkdir(mode=0o700, exist_ok=True)
     return d
 
@@ -200,8 +249,9 @@ def _flock(path: Path, mode: int, *, wait_s: float, what: Callable[[], str]) -> 
                     raise UsageError(what()) from None
                 time.sleep(0.05)
         if mode == fcntl.LOCK_EX:
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
+            with contextlib.suppress(OSError):  # the holder's pid is only for messages (disk full: none)
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -297,6 +347,16 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
     os.rename(src, dst)
 
 
+def _write_text(path: Path, text: str) -> None:
+    """``path.write_text`` whose errors name ``path`` (a failed write or close names no file)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+        raise
+
+
 def _remove(path: Path) -> None:
     """Delete a file or a tree we made, never following a symlink out of it."""
     if path.is_symlink() or path.is_file():
@@ -337,18 +397,43 @@ def _mkdirs(parent: Path, target: Path) -> None:
         raise UsageError(f"{target}: its parent {parent} is not a directory")
 
 
+def _owner_alive(path: Path) -> bool:
+    """Whether the run that made this staging/moved-aside path is still running (then it is not a leftover).
+
+    The pid comes from the name (or, for a staging directory, its marker). The per-target lock already
+    keeps two writers apart, but only when they share a lock directory: two users, two ``TMPDIR``s or a
+    container writing to the same directory do not, and must never delete each other's live work.
+    """
+    pid = None
+    if m := _OWNER_RE.search(path.name):
+        pid = int(m.group(1))
+    else:
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            pid = int(json.loads((path / STAGING_MARKER).read_text("utf-8")).get("pid"))
+    if pid is None or pid == os.getpid() or pid <= 0:
+        return False  # ours (an earlier run in this process) or unknown: a dead run's
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
 def _clean_leftovers(parent: Path, name: str) -> None:
-    """Remove what a killed earlier run left for this target (only we, holding its lock, may write it).
+    """Remove what a killed earlier run left for this target (we hold its lock).
 
     A moved-aside old artifact whose target is missing is the only copy left (the run died between the
-    two renames of a swap): it is restored, never deleted.
+    two renames of a swap): it is restored, never deleted. Paths of a run that is still alive (a writer
+    that does not share our lock directory) are left alone: the rename decides between us.
     """
     try:
         entries = list(parent.iterdir())
     except OSError:
         return
     target = parent / name
-    mine = [p for p in entries if is_staging_name(p.name, name)]
+    mine = [p for p in entries if is_staging_name(p.name, name) and not _owner_alive(p)]
     olds = sorted((p for p in mine if ".old-" in p.name), key=lambda p: p.stat().st_mtime, reverse=True)
     if olds and not os.path.lexists(target):
         os.rename(olds[0], target)
@@ -419,15 +504,17 @@ def staged_dir(target: Path | str, *, force: bool = False, kind: str = "manifest
     parent = dest.parent
     _mkdirs(parent, dest)
     with target_lock(dest):
-        _preflight(dest, force=force, marker=kind, existed=True)
+        # Leftovers first: an old artifact a killed --force had moved aside is restored, and the decision
+        # (exists? --force?) is then taken on what the user really has.
         _clean_leftovers(parent, dest.name)
+        _preflight(dest, force=force, marker=kind, existed=True)
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}-", suffix=".partial", dir=parent))
         except OSError as exc:
             raise UsageError(f"{dest}: cannot create a staging directory in {parent}: {exc.strerror}") from None
         try:
             _apply_umask(tmp, directory=True)
-            (tmp / STAGING_MARKER).write_text(json.dumps({"pid": os.getpid(), "target": str(dest)}), "utf-8")
+            _write_text(tmp / STAGING_MARKER, json.dumps({"pid": os.getpid(), "target": str(dest)}))
             yield tmp
             fault_point("commit")
             with shielded() as received:
@@ -457,6 +544,7 @@ def _commit_dir(tmp: Path, dest: Path, *, force: bool, marker: str) -> None:
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
         os.rename(dest, old)
         try:
+            fault_point("commit:swapping")  # the one moment the target is missing: only SIGKILL lands here
             _rename_noreplace(tmp, dest)
         except BaseException:
             os.rename(old, dest)
@@ -468,7 +556,7 @@ def _commit_dir(tmp: Path, dest: Path, *, force: bool, marker: str) -> None:
 def staged_file(target: Path | str) -> Iterator[Path]:
     """Write one file through a temp sibling, renamed over ``target`` on success (removed on failure)."""
     dest = Path(target)
-    tmp = dest.with_name(f".{dest.name}.stage-{os.urandom(4).hex()}")
+    tmp = dest.with_name(f".{dest.name}.stage-{os.getpid()}-{os.urandom(4).hex()}")
     try:
         yield tmp
         with shielded():
@@ -510,7 +598,7 @@ class Transaction:
         if "/" in relpath:  # a file inside a sub-directory: stage the whole sub-directory and write inside it
             raise UsageError(f"{relpath!r}: stage the directory '{relpath.split('/')[0]}' and write inside it")
         if relpath not in self.staged:
-            self.staged[relpath] = self.root / f".{relpath}.stage-{os.urandom(4).hex()}"
+            self.staged[relpath] = self.root / f".{relpath}.stage-{os.getpid()}-{os.urandom(4).hex()}"
         return self.staged[relpath]
 
     def files(self) -> dict[str, Path]:
@@ -525,14 +613,17 @@ class Transaction:
                 out[rel] = tmp
         return out
 
-    def commit(self, manifest: dict[str, Any], *, drop: tuple[str, ...] = ()) -> None:
+    def commit(self, manifest: dict[str, Any], *, drop: tuple[str, ...] = (), stamp: bool = True) -> None:
         """Rename the staged paths into place and write ``manifest`` (its ``files`` table updated).
 
         Args:
             manifest: The new manifest; its ``files`` table is updated here, nothing else is changed.
             drop: Relpaths (files or directories) this commit removes from the bundle and the table.
+            stamp: Stamp the manifest's digest. ``False`` for a bundle whose manifest was already edited by
+                hand (accepted with ``--allow-modified``): its stale digest is kept, so the edit stays
+                visible to every later reader instead of being signed off by this commit.
         """
-        from seqdeploy.manifest import file_entry, write_manifest  # lazily: manifest imports config
+        from seqdeploy.manifest import file_entry, write_json, write_manifest  # lazily: manifest imports config
 
         files = manifest.setdefault("files", {})
         for rel in (*drop, *self.staged):
@@ -545,21 +636,66 @@ class Transaction:
             if received:
                 raise KeyboardInterrupt("interrupted before the commit")
             with _swap_lock(self.root):
-                old: list[Path] = []
-                for rel in (*drop, *self.staged):
-                    dest = self.root / rel
-                    if os.path.lexists(dest):
-                        aside = self.root / f".{rel}.old-{os.getpid()}-{os.urandom(4).hex()}"
-                        os.rename(dest, aside)
-                        old.append(aside)
-                for rel, tmp in self.staged.items():
-                    if tmp.is_dir():
-                        _apply_umask(tmp, directory=True)
-                    os.rename(tmp, self.root / rel)
-                write_manifest(self.root / self.manifest_name, manifest)
+                # The new manifest is written first, beside the old one: it is the only write that needs
+                # space, so a full disk fails here, before anything moved. Then only renames remain, the
+                # manifest's last; any failure among them is rolled back, newest first.
+                pending = self.root / f".{self.manifest_name}.stage-{os.getpid()}-{os.urandom(4).hex()}"
+                moved: list[tuple[Path, Path]] = []
+                try:
+                    (write_manifest if stamp else write_json)(pending, manifest)
+                    for rel in (*drop, *self.staged):
+                        dest = self.root / rel
+                        if os.path.lexists(dest):
+                            aside = self.root / f".{rel}.old-{os.getpid()}-{os.urandom(4).hex()}"
+                            os.rename(dest, aside)
+                            moved.append((dest, aside))
+                    for rel, tmp in self.staged.items():
+                        if tmp.is_dir():
+                            _apply_umask(tmp, directory=True)
+                        os.rename(tmp, self.root / rel)
+                        moved.append((tmp, self.root / rel))
+                    fault_point("commit:swapping")  # files swapped, manifest not yet: only SIGKILL lands here
+                    os.replace(pending, self.root / self.manifest_name)
+                except BaseException:
+                    for src, dst in reversed(moved):
+                        with contextlib.suppress(OSError):
+                            os.rename(dst, src)
+                    _remove(pending)
+                    raise
                 self.committed = True
-            for p in old:
-                _remove(p)
+                _COMMITTED.extend(self.root / rel for rel in self.staged)
+            for _, aside in moved:
+                if ".old-" in aside.name:
+                    _remove(aside)
+
+
+def _recover_transaction(root: Path, manifest_name: str) -> None:
+    """Undo what a transaction killed mid-commit (SIGKILL, power loss) left in ``root``.
+
+    A moved-aside file (``.REL.old-PID-…``) of a dead run is put back when ``REL`` is missing, or when the
+    manifest (still the old one: it is replaced last) lists ``REL`` with the moved-aside file's sha256;
+    otherwise it is stale and removed, like staged files and a pending manifest.
+    """
+    from seqdeploy.manifest import sha256
+
+    try:
+        listed = json.loads((root / manifest_name).read_text("utf-8")).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        listed = {}
+    for p in sorted(root.iterdir()):
+        if not (p.name.startswith(".") and is_staging_name(p.name)) or _owner_alive(p):
+            continue
+        if ".old-" in p.name:
+            rel = p.name[1:].rsplit(".old-", 1)[0]
+            dest = root / rel
+            entry = listed.get(rel) if isinstance(listed, dict) else None
+            if not os.path.lexists(dest):
+                os.rename(p, dest)
+                continue
+            if p.is_file() and dest.is_file() and isinstance(entry, dict) and entry.get("sha256") == sha256(p):
+                os.replace(p, dest)
+                continue
+        _remove(p)
 
 
 @contextlib.contextmanager
@@ -570,10 +706,11 @@ def bundle_transaction(bundle_dir: Path | str, *, manifest_name: str = "manifest
     staged; the manifest and the existing files are untouched. A second writer fails at once (exit 2).
     """
     root = Path(os.path.realpath(bundle_dir))
+    if not root.is_dir():
+        raise UsageError(f"{bundle_dir}: no such export directory; create one with 'seqdeploy export CONFIG -o DIR'")
     with target_lock(root):
-        for p in root.iterdir():
-            if p.name.startswith(".") and is_staging_name(p.name):
-                _remove(p)  # left by a killed earlier run; we hold the writer lock
+        with shielded():
+            _recover_transaction(root, manifest_name)  # what a killed earlier run left; we hold the writer lock
         tx = Transaction(root, manifest_name)
         try:
             yield tx

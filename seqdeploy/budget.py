@@ -74,6 +74,11 @@ def _available_bytes() -> int:
 
 def memory_limit_bytes(max_memory_gb: float | None = None) -> int:
     """The limit in bytes: ``max_memory_gb``, else ``$SEQDEPLOY_MAX_MEMORY_GB``, else 80 % of available."""
+    return _limit(max_memory_gb)[0]
+
+
+def _limit(max_memory_gb: float | None) -> tuple[int, str]:
+    """The limit in bytes and where it came from (for the message)."""
     source = "--max-memory-gb"
     if max_memory_gb is None and (env := os.environ.get(ENV_VAR)):
         source = ENV_VAR
@@ -84,8 +89,8 @@ def memory_limit_bytes(max_memory_gb: float | None = None) -> int:
     if max_memory_gb is not None:
         if not math.isfinite(max_memory_gb) or max_memory_gb <= 0:
             raise UsageError(f"{source} {max_memory_gb}: expected a number of gigabytes > 0")
-        return int(max_memory_gb * 10**9)
-    return int(_available_bytes() * _FRACTION)
+        return int(max_memory_gb * 10**9), f"set by {source}"
+    return int(_available_bytes() * _FRACTION), f"80 % of available memory; raise it with --max-memory-gb or {ENV_VAR}"
 
 
 def parameter_count(model: ModelConfig) -> int:
@@ -133,11 +138,11 @@ def activation_bytes(spec: IOSpec, batch: int, seq: int, model: ModelConfig | No
 
 def check_bytes(needed: int, what: str, fix: str, *, max_memory_gb: float | None = None) -> None:
     """Raise :class:`ResourceLimitError` if ``needed`` exceeds the limit (naming ``what`` and the ``fix``)."""
-    limit = memory_limit_bytes(max_memory_gb)
+    limit, source = _limit(max_memory_gb)
     if needed > limit:
         raise ResourceLimitError(
             f"{what} needs an estimated {format_bytes(needed)} of memory, over the limit of {format_bytes(limit)} "
-            f"(80 % of available memory unless --max-memory-gb or {ENV_VAR} says otherwise). {fix}"
+            f"({source}). {fix}"
         )
 
 

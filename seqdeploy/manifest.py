@@ -78,6 +78,11 @@ def write_json(path: Path, data: Any) -> None:
     try:
         tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:  # a failed write/close names no file: name it
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -299,6 +304,13 @@ def inside(root: Path, rel: str) -> Path | None:
     return full
 
 
+def _not_json(name: str) -> Any:
+    """``NaN``/``Infinity`` are Python's JSON extensions, never in a manifest seqdeploy wrote (it writes with
+    ``allow_nan=False``): refuse them at parse time, as malformed JSON.
+    """
+    raise ValueError(f"{name} is not a JSON number (a manifest written by seqdeploy never holds one)")
+
+
 class BundleChanged(IntegrityError):
     """The bundle was swapped or updated between loading it and reading its files: load it again."""
 
@@ -375,22 +387,41 @@ class Bundle:
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
-        """Hold the bundle's shared read lock while runners load its files, checking it is still the
-        bundle that was loaded: a ``--force`` swap or a commit in between raises :class:`BundleChanged`
-        (before any work), and the caller loads it again — a reader never mixes two bundles.
+        """Hold the bundle's shared read lock while runners load its files, checking before and after
+        that it is still the bundle that was loaded: a ``--force`` swap or a commit in between raises
+        :class:`BundleChanged` (before any work), and the caller loads it again — a reader never mixes two
+        bundles.
         """
-        from seqdeploy._atomic import reading
+        from seqdeploy._atomic import fault_point, reading
 
         if not self.identity:  # an in-memory bundle (an export checking itself): nothing can swap it
             yield
             return
+        fault_point("bundle:loaded")  # loaded and checked; its runners are not loaded yet
         with reading(self.path):
-            if _identity(self.path) != self.identity:
-                raise BundleChanged(
-                    f"{self.path}: was replaced or updated by another process while this command was starting; "
-                    "run it again"
-                )
-            yield
+            self._check_unchanged()
+            fault_point("bundle:checked")
+            # Again once the files are read: a writer that does not share our lock directory (another user,
+            # another TMPDIR) is not held off by the lock, and may have swapped the bundle meanwhile — and
+            # a runner that failed on a mix of two bundles ("model.pt does not fit") is that, not its error.
+            try:
+                yield
+            except Exception:
+                self._check_unchanged()
+                raise
+            self._check_unchanged()
+        fault_point("bundle:runners-loaded")  # the block (loading runners) is done; the work starts
+
+    def _check_unchanged(self) -> None:
+        try:
+            same = _identity(self.path) == self.identity
+        except OSError:  # moved aside mid-swap, or deleted
+            same = False
+        if not same:
+            raise BundleChanged(
+                f"{self.path}: was replaced or updated by another process while this command was starting; "
+                "run it again"
+            )
 
     @classmethod
     def from_manifest(cls, path: Path, manifest: dict[str, Any]) -> Bundle:
@@ -404,7 +435,7 @@ class Bundle:
     def _load_locked(cls, path: Path, mpath: Path, *, allow_modified: bool) -> Bundle:
         try:
             identity = _identity(path)
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+            manifest = json.loads(mpath.read_text(encoding="utf-8"), parse_constant=_not_json)
         except (OSError, ValueError) as exc:
             raise UsageError(f"{mpath}: unreadable manifest: {exc}") from None
         bundle = dataclasses.replace(cls._from_dict(path, mpath, manifest), identity=identity)

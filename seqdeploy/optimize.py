@@ -24,18 +24,20 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import os
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from seqdeploy._atomic import Transaction, bundle_transaction, fault_point
 from seqdeploy._lazy import require
-from seqdeploy.errors import Interrupted, ParityError
+from seqdeploy.errors import ExportError, Interrupted, ParityError, UsageError
 from seqdeploy.feeds import make_feeds
-from seqdeploy.manifest import Bundle
+from seqdeploy.manifest import MANIFEST, Bundle
 from seqdeploy.parity.compare import DEFAULT_TOLERANCES
 from seqdeploy.parity.report import ParityReport
 from seqdeploy.parity.run import MODES, VerifyOptions, verify
@@ -111,7 +113,44 @@ def _record(tx: Transaction, bundle: Bundle, variant: str, entry: dict[str, Any]
     manifest.setdefault("variants", {})[variant] = entry
     lint = lint_manifest(bundle.path, manifest, "trt10", locate=staged)
     manifest["lint"] = {**(manifest.get("lint") or {}), "trt10": lint.to_dict()}
-    tx.commit(manifest)
+    # A manifest edited by hand (accepted with --allow-modified) is not re-stamped: recording a variant
+    # must not turn an edited manifest into one that looks as seqdeploy wrote it. Modified files keep
+    # their old sha256 in the table, so they stay visible too.
+    edited = any(p.startswith(f"{MANIFEST}:") for p in bundle.modified)
+    tx.commit(manifest, stamp=not edited)
+    fault_point("optimize:committed")  # a signal from here on lands after the commit: the variant is recorded
+
+
+def _quantizer_failed(exc: Exception, src: Path, tmp: Path) -> NoReturn:
+    """Turn a ``quantize_dynamic`` failure into the error it really is.
+
+    It writes the variant, and a shape-inferred copy of the model in the temp directory from C++ code
+    that ignores write errors: a full disk (or a file-size limit) surfaces as "DecodeError: Wire format
+    was corrupt" when that copy is read back. So: an OS error names its path (exit 2); a source graph
+    that does not parse (accepted with --allow-modified) is a usage error (exit 2); if a file of the
+    model's size cannot be written where the quantizer writes, that is the OS error (exit 2); anything
+    else is the quantizer failing on this graph (exit 1).
+    """
+    import onnx
+
+    if isinstance(exc, OSError) and exc.errno is not None:
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), exc.filename or str(tmp)) from None
+    try:
+        onnx.load(str(src), load_external_data=False)
+    except Exception as load_exc:  # noqa: BLE001 - onnx raises DecodeError and friends
+        raise UsageError(f"{src}: cannot load the graph to quantize ({load_exc}); re-export the bundle") from None
+    need = 2 * src.stat().st_size + (1 << 16)
+    for where in (tmp.parent, None):
+        try:
+            directory = Path(tempfile.gettempdir()) if where is None else where
+        except OSError as tmp_exc:  # no writable temp directory at all
+            raise UsageError(f"cannot write to any temporary directory ({tmp_exc}); is the disk full?") from None
+        try:
+            with tempfile.TemporaryFile(dir=directory) as fh:
+                os.posix_fallocate(fh.fileno(), 0, need)
+        except OSError as io_exc:
+            raise OSError(io_exc.errno, io_exc.strerror, str(directory)) from None
+    raise ExportError(f"int8 quantization of {src.name} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def quantize_int8(
@@ -136,8 +175,15 @@ def quantize_int8(
         bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
         src = bundle.graph_path("sequence")
         tmp = tx.stage(INT8_FILE)
-        with _quiet_quantizer():
-            quant.quantize_dynamic(str(src), str(tmp), weight_type=quant.QuantType.QInt8)
+        try:
+            # A ModelProto, not the path: given a path, quantize_dynamic writes its shape-inferred copy
+            # beside the source (DIR/model-inferred.onnx, outside the transaction, left behind on failure);
+            # given a model, it works in a temporary directory of its own.
+            graph = onnx.load(str(src))
+            with _quiet_quantizer():
+                quant.quantize_dynamic(graph, str(tmp), weight_type=quant.QuantType.QInt8)
+        except Exception as exc:  # noqa: BLE001 - the quantizer raises anything; _quantizer_failed sorts it out
+            _quantizer_failed(exc, src, tmp)
         fault_point("optimize:int8-written")
         ops = Counter(n.op_type for n in onnx.load(str(tmp), load_external_data=False).graph.node)
         entry: dict[str, Any] = {

@@ -70,48 +70,45 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from seqdeploy._atomic import committed_paths, handle_signals
+        from seqdeploy._atomic import handle_signals, signals_received
 
         try:
-            with handle_signals():  # SIGTERM takes the same path as Ctrl-C: cleanup, nothing committed, 130
+            # SIGTERM takes the same path as Ctrl-C: cleanup, nothing committed, 130. Run as the console
+            # script, the process ends after this: signals are ignored from then on (the outcome is decided).
+            with handle_signals(final=_STANDALONE[0]):
                 return super().invoke(ctx)
-        except SeqdeployError as exc:
-            raise CliError(exc) from exc
         except KeyboardInterrupt:
-            done = committed_paths()
-            if done:
-                # The signal landed after the commit point: the artifact is complete and proven, say so.
-                click.echo(
-                    f"interrupted after {', '.join(map(str, done))} was written and proven (it is complete)", err=True
-                )
-                ctx.exit(0)
-            click.echo("interrupted: nothing was written or recorded", err=True)
-            ctx.exit(Interrupted.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            _interrupted(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except MemoryError:
-            click.echo(
-                "error: out of memory; use smaller sizes (--batch/--seq, [shapes], model sizes) or set "
-                "--max-memory-gb / SEQDEPLOY_MAX_MEMORY_GB to what this machine can really give",
-                err=True,
-            )
-            ctx.exit(2)
-        except OSError as exc:
-            # Disk full, permission denied, a directory where a file was expected: the environment, not a
-            # seqdeploy bug. Say which path and what the system said.
-            click.echo(f"error: {describe_os_error(exc)}", err=True)
-            ctx.exit(2)
-        except ModuleNotFoundError as exc:
-            if (exc.name or "").split(".")[0] not in EXPORT_EXTRA_MODULES:
-                _internal_error(ctx, exc)
-            raise CliError(
-                BackendUnavailable(
-                    f"'seqdeploy {ctx.invoked_subcommand}' needs {exc.name}, which is not installed (a runtime-only "
-                    "install?). Install the export extra: pip install 'torch==2.13.*' 'seqdeploy[cpu,export]' (torch "
-                    "first, so pip does not pick a multi-GB CUDA build)"
+        except Exception as exc:
+            if isinstance(exc, Interrupted) or signals_received():
+                # An error that is the signal's doing (a KeyboardInterrupt inside a C extension's import
+                # comes out as an ImportError, "module not installed"): the run was interrupted, say so.
+                _interrupted(ctx)
+            if isinstance(exc, SeqdeployError):
+                raise CliError(exc) from exc
+            if _out_of_memory(exc):
+                click.echo(
+                    "error: out of memory; use smaller sizes (--batch/--seq, [shapes], model sizes) or set "
+                    "--max-memory-gb / SEQDEPLOY_MAX_MEMORY_GB to what this machine can really give",
+                    err=True,
                 )
-            ) from exc
-        except Exception as exc:  # noqa: BLE001 - anything else is a seqdeploy bug: say so, keep the traceback
+                ctx.exit(2)
+            if isinstance(exc, OSError):
+                # Disk full, permission denied, a directory where a file was expected: the environment, not
+                # a seqdeploy bug. Say which path and what the system said.
+                click.echo(f"error: {describe_os_error(exc)}", err=True)
+                ctx.exit(2)
+            if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXPORT_EXTRA_MODULES:
+                raise CliError(
+                    BackendUnavailable(
+                        f"'seqdeploy {ctx.invoked_subcommand}' needs {exc.name}, which is not installed (a "
+                        "runtime-only install?). Install the export extra: pip install 'torch==2.13.*' "
+                        "'seqdeploy[cpu,export]' (torch first, so pip does not pick a multi-GB CUDA build)"
+                    )
+                ) from exc
+            # Anything else is a seqdeploy bug: say so, keep the traceback.
             _internal_error(ctx, exc)
 
 
@@ -119,6 +116,36 @@ def _internal_error(ctx: click.Context, exc: Exception) -> NoReturn:
     click.echo(traceback.format_exc(), err=True)
     click.echo(f"internal error (a seqdeploy bug, please report it with the traceback above): {exc}", err=True)
     ctx.exit(InternalError.exit_code)
+
+
+_ALLOCATOR_FAILURES = (
+    "DefaultCPUAllocator: can't allocate memory",  # torch: RuntimeError, not MemoryError
+    "DefaultCPUAllocator: not enough memory",
+    "CUDA out of memory",
+    "Failed to allocate memory",  # onnxruntime
+)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """A ``MemoryError``, or an allocator failure torch/onnxruntime raise as ``RuntimeError``: the machine's
+    memory (after --max-memory-gb let a larger estimate through), not a seqdeploy bug.
+    """
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and any(s in str(exc) for s in _ALLOCATOR_FAILURES)
+    )
+
+
+def _interrupted(ctx: click.Context) -> None:
+    """Exit 130 "nothing was written", or 0 when the signal landed after this run's commit."""
+    from seqdeploy._atomic import committed_paths
+
+    done = committed_paths()
+    if done:
+        # The signal landed after the commit point: the artifact is complete and proven, say so.
+        click.echo(f"interrupted after {', '.join(map(str, done))} was written and proven (it is complete)", err=True)
+        ctx.exit(0)
+    click.echo("interrupted: nothing was written or recorded", err=True)
+    ctx.exit(Interrupted.exit_code)
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -152,7 +179,12 @@ def cli() -> None:
     """
 
 
+_STANDALONE = [False]
+"""Set by :func:`main`: this process is the ``seqdeploy`` command and exits when the command ends."""
+
+
 def main() -> None:
     """Console-script entry point."""
+    _STANDALONE[0] = True
     cli(prog_name="seqdeploy")
     sys.exit(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -62,16 +63,18 @@ def check_report_paths(paths: Mapping[str, Path | None], bundle: Path | None = N
     from seqdeploy.manifest import MANIFEST, referenced_files
 
     protected: set[Path] = set()
-    if bundle is not None:
+    if bundle is not None and any(p is not None for p in paths.values()):
         root = Path(os.path.realpath(bundle))
         names = {MANIFEST}
         try:
             manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-            if isinstance(manifest, dict):
-                names |= set(manifest.get("files") or {}) | set(referenced_files(manifest))
         except (OSError, ValueError):
-            pass
-        protected = {Path(os.path.realpath(root / n)) for n in names if isinstance(n, str)}
+            manifest = None  # no readable manifest: the command itself will say so
+        if isinstance(manifest, dict):  # read before it is validated: take only what has the right shape
+            files = manifest.get("files")
+            names |= set(files) if isinstance(files, dict) else set()
+            names |= set(referenced_files(manifest))
+        protected = {Path(os.path.realpath(root / n)) for n in names if isinstance(n, str) and "\0" not in n}
     seen: dict[Path, str] = {}
     for option, path in paths.items():
         if path is None:
@@ -92,8 +95,18 @@ def check_report_paths(paths: Mapping[str, Path | None], bundle: Path | None = N
             probe = probe.parent
         if not probe.is_dir():
             raise UsageError(f"{option} {path}: {probe} is not a directory")
-        if not os.access(probe, os.W_OK | os.X_OK) or (real.exists() and not os.access(real, os.W_OK)):
-            raise UsageError(f"{option} {path}: cannot be written (permission denied in {probe}); choose another path")
+        # Really create (and drop) a file there: os.access() says yes to root everywhere, and knows nothing of
+        # read-only mounts, ACLs or file systems that refuse new files (/proc). The report is written by a
+        # rename in that directory, so the directory is what must accept a new file.
+        try:
+            with tempfile.TemporaryFile(dir=probe):
+                pass
+        except OSError as exc:
+            raise UsageError(
+                f"{option} {path}: cannot be written ({exc.strerror or exc} in {probe}); choose another path"
+            ) from None
+        if real.exists() and not os.access(real, os.W_OK):
+            raise UsageError(f"{option} {path}: the file is read-only; choose another path")
 
 
 def parse_int_list(text: str | None, option: str) -> tuple[int, ...] | None:

@@ -51,6 +51,7 @@ def optimize_cmd(
     try:
         if int8:
             result = quantize_int8(bundle_dir, allow_modified=allow_modified, max_memory_gb=max_memory_gb)
+            _warn(result.report.warnings)
             e = result.entry
             click.echo(f"wrote {result.path} (quantized ops: {e['quantized_ops'] or 'none'})")
             if e["fp32_recurrent_ops"]:
@@ -60,6 +61,7 @@ def optimize_cmd(
             click.echo(f"use it as backend 'ort-cpu-int8' in verify and profile ({result.duration_s:.1f} s)")
         if fp16:
             result = make_fp16(bundle_dir, threads=threads, allow_modified=allow_modified, max_memory_gb=max_memory_gb)
+            _warn(result.report.warnings)
             e = result.entry
             click.echo(f"wrote {', '.join(e['graphs'].values())} (fp16 weights and compute; I/O unchanged)")
             click.echo(f"verified vs fp32 torch: {result.report.summary()}")
@@ -73,3 +75,9 @@ def optimize_cmd(
         if exc.report is not None:
             click.echo(render_table(exc.report, failures_only=True), err=True)
         raise
+
+
+def _warn(warnings: list[str]) -> None:
+    """The proof's warnings (e.g. ``--allow-modified``: what differs from the manifest), never silent."""
+    for w in warnings:
+        click.echo(f"WARNING: {w}", err=True)

@@ -95,6 +95,13 @@ def profile_cmd(
     check_report_paths({"--json": json_path, "--markdown": md_path, "--plot": plot_path}, bundle_dir)
     for attempt in range(3):
         bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
+        if attempt == 0 and (tampered := bundle.tampered_files()):
+            # Accepted, never silent: the timings are of the files as they are now.
+            click.echo(
+                f"WARNING: --allow-modified: the bundle differs from its manifest ({'; '.join(tampered)}); "
+                "profiling the files as they are now",
+                err=True,
+            )
         try:
             with Progress("profile") as progress:
                 report = profile(bundle, opts, progress=progress)

@@ -105,6 +105,27 @@ def _check_graph(path: Path, spec: Any) -> None:
         raise ExportError(f"{path.name}: failed lint:\n  " + "\n  ".join(f"[{f.code}] {f.message}" for f in errors))
 
 
+def _with_path(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming ``path`` (a failed ``write``/``close`` carries no file name): what the CLI reports."""
+    if exc.filename or exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+
+
+def _write_graph(module: Any, spec: Any, path: Path, *, opset: int) -> None:
+    """``export_onnx`` with a failed write (disk full, a file-size limit) reported as the OS error it is
+    (exit 2, naming the file) instead of "torch.onnx.export failed" (exit 1: a graph that failed its checks).
+    """
+    from seqdeploy.export.onnx import export_onnx
+
+    try:
+        export_onnx(module, spec, path, opset=opset)
+    except ExportError as exc:
+        if isinstance(exc.__cause__, OSError) and exc.__cause__.errno is not None:
+            raise _with_path(exc.__cause__, path) from None
+        raise
+
+
 def export_model(
     config: PipelineConfig | str | Path,
     out_dir: str | Path,
@@ -159,6 +180,7 @@ def export_model(
         check_export_budget(cfg, self_check_options(cfg), max_memory_gb=max_memory_gb)
     with staged_dir(Path(out_dir), force=force, kind=MANIFEST) as tmp:
         built, manifest, report = _export_into(cfg, tmp, checkpoint, max_memory_gb)
+    fault_point("export:committed")  # a signal from here on lands after the commit: the export is complete
     out = Path(os.path.realpath(out_dir))
     return ExportResult(
         out, manifest, report, time.perf_counter() - start, tuple(built.messages), tuple(built.warnings)
@@ -330,7 +352,7 @@ def _export_into(
 ) -> tuple[_Built, dict[str, Any], ParityReport]:
     import torch
 
-    from seqdeploy.export.onnx import TRACE_BATCH, TRACE_SEQ, export_onnx
+    from seqdeploy.export.onnx import TRACE_BATCH, TRACE_SEQ
     from seqdeploy.lint import lint_manifest
 
     built = _build_python(cfg, checkpoint, max_memory_gb) if cfg.model.is_python else _build_zoo(cfg, checkpoint)
@@ -338,7 +360,7 @@ def _export_into(
     files = []
     for graph, module in built.modules.items():
         name = "model.onnx" if graph == "sequence" else f"{graph}.onnx"
-        export_onnx(module, built.specs[graph], tmp / name, opset=cfg.export.opset)
+        _write_graph(module, built.specs[graph], tmp / name, opset=cfg.export.opset)
         files.append(name)
     fault_point("export:onnx-written")
     graphs: dict[str, Any] = {}
@@ -356,10 +378,15 @@ def _export_into(
         if data := external_data_files(tmp / name):
             graphs[graph]["external_data"] = data
             extra.extend(d for d in data if d not in extra)
+    weights = tmp / "model.pt"
     try:
-        torch.save(built.state_dict, tmp / "model.pt")
-    except RuntimeError as exc:  # torch wraps write errors (ENOSPC, EFBIG) in RuntimeError
-        raise UsageError(f"{tmp / 'model.pt'}: cannot write the weights ({exc}); is the disk full?") from None
+        # Through a Python file object: a write error (ENOSPC, EFBIG) is then an OSError with its errno.
+        with weights.open("wb") as fh:
+            torch.save(built.state_dict, fh)
+    except OSError as exc:
+        raise _with_path(exc, weights) from None
+    except RuntimeError as exc:  # torch may still wrap a write error in RuntimeError
+        raise UsageError(f"{weights}: cannot write the weights ({exc}); is the disk full?") from None
     files.append("model.pt")
 
     manifest: dict[str, Any] = {
