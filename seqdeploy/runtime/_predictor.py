@@ -153,6 +153,22 @@ class Predictor:
                 a batch over ``max_batch_size`` or a T outside the packaged range. The message says what
                 was expected.
         """
+        self.check(feeds)
+        outs = self._session.run(self._outputs, dict(feeds))
+        return dict(zip(self._outputs, outs, strict=True))
+
+    def check(self, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """Validate complete feeds exactly as :meth:`run` does, without running the graph.
+
+        A server that merges requests into one batch calls this on each request alone first, so that one
+        request's bad input is refused on its own instead of failing the batch it would have joined.
+
+        Returns:
+            The size bound to each named axis (``{"batch": B, "seq": T}``).
+
+        Raises:
+            InputError: See :meth:`run`.
+        """
         start = self.signature.start
         flag = feeds.get(start) if start is not None else None
         if isinstance(flag, np.ndarray) and flag.dtype == np.int32 and flag.size and not np.isin(flag, (0, 1)).all():
@@ -161,8 +177,7 @@ class Predictor:
             )
         sizes = check_feeds(self.signature.spec, feeds)
         self._check_sizes(sizes)
-        outs = self._session.run(self._outputs, dict(feeds))
-        return dict(zip(self._outputs, outs, strict=True))
+        return sizes
 
     def _check_sizes(self, sizes: Mapping[str, int]) -> None:
         sig = self.signature
