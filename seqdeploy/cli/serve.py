@@ -62,6 +62,12 @@ def _read_token(path: Path) -> str:
     help="Free a sequence after this long without a request [default: the config's max_sequence_idle_microseconds].",
 )
 @click.option(
+    "--max-queue-delay-us",
+    type=click.IntRange(min=0),
+    default=None,
+    help="How long a request may wait for others to batch with [default: the config's max_queue_delay_microseconds].",
+)
+@click.option(
     "--drain-timeout-s", default=30.0, type=click.FloatRange(min=0), help="On SIGTERM, time for requests in flight."
 )
 @click.option("--access-log", is_flag=True, help="Log every request.")
@@ -81,6 +87,7 @@ def serve_cmd(
     max_sequences: int | None,
     sequence_wait_s: float,
     sequence_idle_s: float | None,
+    max_queue_delay_us: int | None,
     drain_timeout_s: float,
     access_log: bool,
     log_level: str,
@@ -108,6 +115,7 @@ def serve_cmd(
         max_sequences=max_sequences,
         sequence_wait_s=sequence_wait_s,
         sequence_idle_s=sequence_idle_s,
+        queue_delay_us=max_queue_delay_us,
         drain_timeout_s=drain_timeout_s,
         log_level=log_level,
         access_log=access_log,

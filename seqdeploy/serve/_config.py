@@ -37,6 +37,13 @@ def parse_config_text(text: str) -> Any:
         raise ValueError(f"does not parse as Triton's ModelConfig: {exc}") from None
 
 
+def _repeated(field: Any) -> bool:
+    # protobuf >= 5.29 has is_repeated and deprecates label (a DeprecationWarning); older ones have only label.
+    if hasattr(field, "is_repeated"):
+        return bool(field.is_repeated)
+    return bool(field.label == field.LABEL_REPEATED)
+
+
 def _fix_int64(message: Any, doc: dict[str, Any]) -> None:
     """Turn protobuf-JSON int64 strings back into numbers, walking the message's own descriptor."""
     fd_type = require("google.protobuf.descriptor", extra="serve").FieldDescriptor
@@ -55,13 +62,13 @@ def _fix_int64(message: Any, doc: dict[str, Any]) -> None:
                 elif val_field.cpp_type in wide:
                     doc[key][k] = int(v)
         elif field.message_type is not None:
-            if field.label == field.LABEL_REPEATED:
+            if _repeated(field):
                 for sub, d in zip(value, doc[key], strict=True):
                     _fix_int64(sub, d)
             else:
                 _fix_int64(value, doc[key])
         elif field.cpp_type in wide:
-            doc[key] = [int(v) for v in doc[key]] if field.label == field.LABEL_REPEATED else int(doc[key])
+            doc[key] = [int(v) for v in doc[key]] if _repeated(field) else int(doc[key])
 
 
 def config_to_json(config: Any) -> dict[str, Any]:

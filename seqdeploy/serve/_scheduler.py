@@ -112,6 +112,7 @@ class Scheduler:
         instances: int = 1,
         max_queue: int = 1024,
         on_execution: ExecHook | None = None,
+        queue_delay_us: int | None = None,
     ) -> None:
         s = model.settings
         self.model = model
@@ -119,7 +120,8 @@ class Scheduler:
         self.max_rows = max(1, s.max_batch_size)
         preferred = [p for p in s.preferred_batch_sizes if 0 < p <= self.max_rows]
         self.target_rows = max(preferred) if preferred else self.max_rows
-        self.delay_ns = s.queue_delay_us * 1000 if batching else 0
+        delay = s.queue_delay_us if queue_delay_us is None else queue_delay_us
+        self.delay_ns = delay * 1000 if batching else 0
         self.max_queue = max_queue
         self._instances = max(1, instances)
         self._on_execution = on_execution

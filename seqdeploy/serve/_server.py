@@ -54,6 +54,8 @@ class ServeOptions:
         sequence_wait_s: How long a new sequence waits for a free slot before 503.
         sequence_idle_s: Free a sequence after this long without a request (``None``: the config's
             ``max_sequence_idle_microseconds``).
+        queue_delay_us: How long the oldest queued request may wait for others to batch with (``None``: the
+            config's ``max_queue_delay_microseconds``; the package's sha256 forbids editing the file).
         drain_timeout_s: On SIGTERM, how long requests in flight may take to finish.
         log_level: uvicorn's log level.
         access_log: Log every request.
@@ -73,6 +75,7 @@ class ServeOptions:
     max_sequences: int | None = None
     sequence_wait_s: float = 10.0
     sequence_idle_s: float | None = None
+    queue_delay_us: int | None = None
     drain_timeout_s: float = 30.0
     log_level: str = "warning"
     access_log: bool = False
@@ -147,6 +150,7 @@ def load_models(
             "instances": options.instances,
             "max_queue": settings.max_queue_size or options.max_queue,
             "on_execution": hook,
+            "queue_delay_us": options.queue_delay_us,
         }
         sched: Scheduler
         if entry.kind == "stream":
