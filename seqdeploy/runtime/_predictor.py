@@ -447,7 +447,9 @@ class Stream:
         return out
 
 
-def _session(model: bytes, backend: str, precision: str, threads: int | None) -> tuple[Any, str]:
+def _session(
+    model: bytes, backend: str, precision: str, threads: int | None, config: Mapping[str, str] | None = None
+) -> tuple[Any, str]:
     if backend not in BACKENDS:
         raise UsageError(
             f"unknown runtime backend '{backend}'; choose one of {', '.join(BACKENDS)} (TensorRT engines are not "
@@ -468,6 +470,8 @@ def _session(model: bytes, backend: str, precision: str, threads: int | None) ->
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
+    for key, value in (config or {}).items():
+        opts.add_session_config_entry(key, value)
     opts.log_severity_level = 3
     if want_cuda:
         # fp32 means fp32: no TF32 on Ampere and newer (as the ort-cuda backend of verify does).
@@ -511,7 +515,14 @@ def _package_dir(path: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load(path: str | Path, model: str | None = None, backend: str = "auto", threads: int | None = None) -> Predictor:
+def load(
+    path: str | Path,
+    model: str | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
+    *,
+    session_config: Mapping[str, str] | None = None,
+) -> Predictor:
     """Load one model of a package for inference, without torch.
 
     Every file of the package is checked against its sha256 before anything is loaded, and the graph is
@@ -525,6 +536,8 @@ def load(path: str | Path, model: str | None = None, backend: str = "auto", thre
         backend: ``"auto"`` (CUDA if this onnxruntime has it, else CPU; int8 always CPU), ``"ort-cpu"`` or
             ``"ort-cuda"``.
         threads: ONNX Runtime intra-op threads (``None``: its default).
+        session_config: ONNX Runtime session config entries (``SessionOptions.add_session_config_entry``),
+            e.g. ``{"session.intra_op.allow_spinning": "0"}`` for a server whose event loop shares the CPUs.
 
     Raises:
         UsageError: ``path`` is not a package, or there is no such model or backend.
@@ -545,5 +558,5 @@ def load(path: str | Path, model: str | None = None, backend: str = "auto", thre
         tokenizer = Tokenizer(
             manifest.text, parse_vocab(data[manifest.text.vocab], where=f"{src}/{manifest.text.vocab}")
         )
-    session, chosen = _session(data[entry.file], backend, entry.precision, threads)
+    session, chosen = _session(data[entry.file], backend, entry.precision, threads, session_config)
     return Predictor(_signature(manifest, entry), session, chosen, tokenizer, src)

@@ -508,8 +508,9 @@ class SequenceScheduler(Scheduler):
             s.state = {name: np.array(outputs[out][0]) for name, out in self._pairs}
         if job.end:
             s.state = None
-            if s.pending == 0:
-                self._drop(key)
+        if s.state is None and s.pending == 0:
+            # Ended, or never started (its START failed): nothing to keep, so the slot is free at once.
+            self._drop(key)
 
     def _drop(self, key: Hashable) -> None:
         s = self._seqs.pop(key)

@@ -56,6 +56,8 @@ class ServeOptions:
             ``max_sequence_idle_microseconds``).
         queue_delay_us: How long the oldest queued request may wait for others to batch with (``None``: the
             config's ``max_queue_delay_microseconds``; the package's sha256 forbids editing the file).
+        ort_spin: Let ONNX Runtime's threads spin-wait between runs (lower latency for a lone client, less CPU
+            left for the HTTP side under load).
         drain_timeout_s: On SIGTERM, how long requests in flight may take to finish.
         log_level: uvicorn's log level.
         access_log: Log every request.
@@ -76,6 +78,7 @@ class ServeOptions:
     sequence_wait_s: float = 10.0
     sequence_idle_s: float | None = None
     queue_delay_us: int | None = None
+    ort_spin: bool = False
     drain_timeout_s: float = 30.0
     log_level: str = "warning"
     access_log: bool = False
@@ -138,7 +141,16 @@ def load_models(
             )
         # int8 graphs run on the CPU only (their config says KIND_CPU); an explicit ort-cuda applies to the rest.
         backend = "ort-cpu" if entry.precision == "int8" and options.backend == "ort-cuda" else options.backend
-        predictor = runtime.load(root, model=name, backend=backend, threads=options.threads)
+        # By default no spin-waiting in ONNX Runtime's thread pool: after each run its threads would spin for a
+        # while, taking the CPU the event loop needs to answer (2 vCPUs, 16 clients: ~+30 % requests/s). Spinning
+        # wins back ~0.5 ms for a lone client (--ort-spin): docs/benchmarks.md.
+        predictor = runtime.load(
+            root,
+            model=name,
+            backend=backend,
+            threads=options.threads,
+            session_config={"session.intra_op.allow_spinning": "1" if options.ort_spin else "0"},
+        )
         try:
             model = ServedModel(name, predictor, settings, config_to_json(config))
         except ValueError as exc:
