@@ -494,7 +494,7 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "target": "16 sequences x 64 one-token requests: final states equal the full run (<= 1e-5), zero errors",
             "value": (
-                f"max|Δ| {st['max_abs_diff_final_state']:.2e}; {st['errors']} errors; {st['requests']} requests "
+                f"max abs diff {st['max_abs_diff_final_state']:.2e}; {st['errors']} errors; {st['requests']} requests "
                 f"({st['windows']} runs of 16 x 64)"
             ),
             "met": st["max_abs_diff_final_state"] <= TOL
