@@ -76,7 +76,11 @@ def test_serve_every_shipped_config(config: str, tmp_path: Path) -> None:
 
         def call(i: int) -> float:
             feeds = requests[i]
-            r = c.infer(config, _as_request(feeds, binary=i != 1))
+            own = httpclient.InferenceServerClient(s.url, network_timeout=120)  # a client per thread (gevent)
+            try:
+                r = own.infer(config, _as_request(feeds, binary=i != 1))
+            finally:
+                own.close()
             want = ref.run(feeds)  # complete graph feeds, exactly what the server ran for this request
             return max(float(np.abs(r.as_numpy(k) - v).max()) for k, v in want.items())
 
