@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "backends": ("seqdeploy.cli.backends", "backends_cmd", "List the backends and whether they can run here."),
     "package": ("seqdeploy.cli.package", "package_cmd", "Package an export for the torch-free runtime and Triton."),
     "predict": ("seqdeploy.cli.predict", "predict_cmd", "Run a package (text, ids or arrays) without torch."),
+    "serve": ("seqdeploy.cli.serve", "serve_cmd", "Serve a package over Triton's HTTP protocol (tritonclient, curl)."),
 }
 
 # Modules of the `export` extra: a command that reaches for one in a runtime-only install (pip install

@@ -153,6 +153,22 @@ class Predictor:
                 a batch over ``max_batch_size`` or a T outside the packaged range. The message says what
                 was expected.
         """
+        self.check(feeds)
+        outs = self._session.run(self._outputs, dict(feeds))
+        return dict(zip(self._outputs, outs, strict=True))
+
+    def check(self, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """Validate complete feeds exactly as :meth:`run` does, without running the graph.
+
+        A server that merges requests into one batch calls this on each request alone first, so that one
+        request's bad input is refused on its own instead of failing the batch it would have joined.
+
+        Returns:
+            The size bound to each named axis (``{"batch": B, "seq": T}``).
+
+        Raises:
+            InputError: See :meth:`run`.
+        """
         start = self.signature.start
         flag = feeds.get(start) if start is not None else None
         if isinstance(flag, np.ndarray) and flag.dtype == np.int32 and flag.size and not np.isin(flag, (0, 1)).all():
@@ -161,8 +177,7 @@ class Predictor:
             )
         sizes = check_feeds(self.signature.spec, feeds)
         self._check_sizes(sizes)
-        outs = self._session.run(self._outputs, dict(feeds))
-        return dict(zip(self._outputs, outs, strict=True))
+        return sizes
 
     def _check_sizes(self, sizes: Mapping[str, int]) -> None:
         sig = self.signature
@@ -432,7 +447,9 @@ class Stream:
         return out
 
 
-def _session(model: bytes, backend: str, precision: str, threads: int | None) -> tuple[Any, str]:
+def _session(
+    model: bytes, backend: str, precision: str, threads: int | None, config: Mapping[str, str] | None = None
+) -> tuple[Any, str]:
     if backend not in BACKENDS:
         raise UsageError(
             f"unknown runtime backend '{backend}'; choose one of {', '.join(BACKENDS)} (TensorRT engines are not "
@@ -453,6 +470,8 @@ def _session(model: bytes, backend: str, precision: str, threads: int | None) ->
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
+    for key, value in (config or {}).items():
+        opts.add_session_config_entry(key, value)
     opts.log_severity_level = 3
     if want_cuda:
         # fp32 means fp32: no TF32 on Ampere and newer (as the ort-cuda backend of verify does).
@@ -496,7 +515,14 @@ def _package_dir(path: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load(path: str | Path, model: str | None = None, backend: str = "auto", threads: int | None = None) -> Predictor:
+def load(
+    path: str | Path,
+    model: str | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
+    *,
+    session_config: Mapping[str, str] | None = None,
+) -> Predictor:
     """Load one model of a package for inference, without torch.
 
     Every file of the package is checked against its sha256 before anything is loaded, and the graph is
@@ -510,6 +536,8 @@ def load(path: str | Path, model: str | None = None, backend: str = "auto", thre
         backend: ``"auto"`` (CUDA if this onnxruntime has it, else CPU; int8 always CPU), ``"ort-cpu"`` or
             ``"ort-cuda"``.
         threads: ONNX Runtime intra-op threads (``None``: its default).
+        session_config: ONNX Runtime session config entries (``SessionOptions.add_session_config_entry``),
+            e.g. ``{"session.intra_op.allow_spinning": "0"}`` for a server whose event loop shares the CPUs.
 
     Raises:
         UsageError: ``path`` is not a package, or there is no such model or backend.
@@ -530,5 +558,5 @@ def load(path: str | Path, model: str | None = None, backend: str = "auto", thre
         tokenizer = Tokenizer(
             manifest.text, parse_vocab(data[manifest.text.vocab], where=f"{src}/{manifest.text.vocab}")
         )
-    session, chosen = _session(data[entry.file], backend, entry.precision, threads)
+    session, chosen = _session(data[entry.file], backend, entry.precision, threads, session_config)
     return Predictor(_signature(manifest, entry), session, chosen, tokenizer, src)

@@ -1,0 +1,357 @@
+"""The ASGI application (Starlette): Triton's HTTP/REST routes over the served models and their schedulers.
+
+Routes (server ``src/http_server.cc``; ``{v}`` must be digits):
+
+==========================================================  ======================================================
+``GET /v2/health/live``, ``/v2/health/ready``               200 empty; ready is 400 while loading or draining
+``GET /v2``                                                 server metadata with the extensions implemented
+``GET /v2/models/{m}[/versions/{v}]``                       model metadata (shapes start with -1: the batch dim)
+``GET /v2/models/{m}[/versions/{v}]/config``                the config.pbtxt as Triton's JSON
+``GET /v2/models/{m}[/versions/{v}]/ready``                 200 empty, 400 ``Model version not ready``
+``POST /v2/models/{m}[/versions/{v}]/infer``                inference (JSON and binary tensors, sequences)
+``GET /metrics``                                            Prometheus text (Triton serves it on port 8002)
+==========================================================  ======================================================
+
+Errors are ``{"error": "<message>"}`` with Triton's status: 400 bad request, 401 missing/wrong bearer token
+(seqdeploy's own; Triton has no token auth), 404 unknown model or path, 405 wrong method, 500 backend
+failure, 501 unsupported encoding/feature, 503 queue full, too many sequences, stopping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from seqdeploy import __version__
+from seqdeploy.serve._metrics import Metrics
+from seqdeploy.serve._model import ServedModel
+from seqdeploy.serve._protocol import (
+    HEADER_LENGTH,
+    ServeError,
+    compress_body,
+    decode_body,
+    encode_infer_response,
+    error_body,
+    invalid,
+    parse_infer_request,
+    pick_encoding,
+)
+from seqdeploy.serve._scheduler import Job, Outcome, Scheduler, SequenceScheduler
+
+__all__ = ["EXTENSIONS", "ServerState", "create_app"]
+
+log = logging.getLogger("seqdeploy.serve")
+
+EXTENSIONS = ("binary_tensor_data", "model_configuration", "parameters", "sequence")
+"""What ``GET /v2`` advertises: only what is implemented. No ``statistics`` (perf_analyzer would then call the
+stats endpoint and need every field of it), no ``model_repository``, ``schedule_policy`` (``priority`` is
+accepted but not honoured), ``shared_memory`` or ``classification``."""
+
+_DRAIN_CAP = 16
+"""A body up to this many times the limit is read and dropped before the 400 goes out, so that the client sees
+the answer instead of a reset connection; a larger declared one is answered at once."""
+
+
+@dataclass
+class ServerState:
+    """What the routes serve.
+
+    Attributes:
+        models: ``{name: (model, scheduler)}``.
+        metrics: The counters behind ``/metrics``.
+        max_body: Largest request body accepted, in bytes (after decompression too).
+        token: The bearer token (``None``: no auth).
+        ready: Whether ``/v2/health/ready`` says 200 (false while loading and once draining).
+    """
+
+    models: dict[str, tuple[ServedModel, Scheduler]]
+    metrics: Metrics
+    max_body: int
+    token: str | None = None
+    ready: bool = False
+    on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(json.dumps(doc, separators=(",", ":")).encode(), status, media_type="application/json")
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(error_body(message), status, headers=dict(headers or {}), media_type="application/json")
+
+
+class _BearerAuth:
+    """Bearer-token auth on every route but the health checks (a load balancer probes those without a token).
+
+    The comparison is constant-time over SHA-256 digests, so neither the content nor the length of the token
+    leaks through timing.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._digest = hashlib.sha256(token.encode()).digest()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in ("/v2/health/live", "/v2/health/ready"):
+            await self.app(scope, receive, send)
+            return
+        value = b""
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                value = v
+                break
+        scheme, _, credential = value.partition(b" ")
+        given = hashlib.sha256(credential.strip()).digest()
+        ok = hmac.compare_digest(given, self._digest) and scheme.lower() == b"bearer"
+        if ok:
+            await self.app(scope, receive, send)
+            return
+        why = "missing" if not value else "wrong"
+        response = _error(
+            401,
+            f"Unauthorized: {why} bearer token; send 'Authorization: Bearer <token>' (the token seqdeploy serve "
+            "--token-file holds)",
+            {"WWW-Authenticate": 'Bearer realm="seqdeploy"'},
+        )
+        await response(scope, receive, send)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused past ``limit`` bytes without holding more than ``limit`` in memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise invalid(f"Unable to parse Content-Length, got: {declared}") from None
+        if size > limit * _DRAIN_CAP:
+            raise _too_big(size, limit)
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total <= limit:
+            chunks.append(chunk)
+        elif chunks:
+            chunks = []  # drop what was kept; keep reading so the client gets the answer
+        if total > limit * _DRAIN_CAP:
+            break
+    if total > limit:
+        raise _too_big(total, limit)
+    return b"".join(chunks)
+
+
+def _too_big(size: int, limit: int) -> ServeError:
+    return invalid(
+        f"request body of {size} bytes exceeds the maximum allowed size of {limit} bytes; send smaller batches or "
+        "start the server with a larger --max-body-mb"
+    )
+
+
+def _header_length(request: Request) -> int | None:
+    value = request.headers.get(HEADER_LENGTH)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise invalid(f"Unable to parse Inference-Header-Content-Length, got: {value}") from None
+
+
+def create_app(state: ServerState) -> Starlette:
+    """The Starlette app serving ``state`` (wrapped in bearer auth when ``state.token`` is set)."""
+
+    def lookup(request: Request) -> tuple[ServedModel, Scheduler]:
+        name = request.path_params["model"]
+        entry = state.models.get(name)
+        if entry is None:
+            raise ServeError(404, f"Request for unknown model: '{name}' is not found")
+        version = request.path_params.get("version")
+        if version is not None and str(version) != entry[0].version:
+            raise ServeError(404, f"Request for unknown model: '{name}' version {version} is not found")
+        return entry
+
+    def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ServeError as exc:
+                return _error(
+                    exc.status, exc.message, {"Accept-Encoding": "gzip, deflate"} if exc.status == 501 else None
+                )
+
+        return run
+
+    async def live(request: Request) -> Response:
+        return Response(b"", 200)
+
+    async def ready(request: Request) -> Response:
+        return Response(b"", 200 if state.ready else 400)
+
+    async def server_metadata(request: Request) -> Response:
+        return _json({"name": "seqdeploy", "version": __version__, "extensions": list(EXTENSIONS)})
+
+    @guarded
+    async def model_metadata(request: Request) -> Response:
+        model, _ = lookup(request)
+        return _json(model.metadata())
+
+    @guarded
+    async def model_config(request: Request) -> Response:
+        model, _ = lookup(request)
+        return _json(model.config_json)
+
+    @guarded
+    async def model_ready(request: Request) -> Response:
+        lookup(request)
+        if not state.ready:
+            raise invalid("Model version not ready")
+        return Response(b"", 200)
+
+    async def metrics(request: Request) -> Response:
+        gauges = {name: sched.gauges() for name, (_, sched) in state.models.items()}
+        return Response(state.metrics.render(gauges), 200, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def infer(request: Request) -> Response:
+        t0 = time.perf_counter_ns()
+        try:
+            model, sched = lookup(request)
+        except ServeError as exc:
+            return _error(exc.status, exc.message)
+        try:
+            response, outcome, rows = await _infer(request, model, sched, state.max_body)
+        except ServeError as exc:
+            state.metrics.failure(model.name, exc.reason, time.perf_counter_ns() - t0)
+            return _error(exc.status, exc.message, {"Accept-Encoding": "gzip, deflate"} if exc.status == 501 else None)
+        except Exception as exc:
+            log.exception("internal error serving model '%s'", model.name)
+            state.metrics.failure(model.name, "OTHER", time.perf_counter_ns() - t0)
+            return _error(
+                500, f"internal error in seqdeploy serve (a bug, please report it): {type(exc).__name__}: {exc}"
+            )
+        state.metrics.success(
+            model.name,
+            rows=rows,
+            duration_ns=time.perf_counter_ns() - t0,
+            queue_ns=outcome.queue_ns,
+            compute_input_ns=outcome.compute_input_ns,
+            compute_infer_ns=outcome.compute_infer_ns,
+            compute_output_ns=outcome.compute_output_ns,
+        )
+        return response
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        return _error(status, {404: "Not Found", 405: "Method Not Allowed"}.get(status, str(exc)))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("internal error on %s %s: %r", request.method, request.url.path, exc)
+        return _error(500, f"internal error in seqdeploy serve (a bug, please report it): {type(exc).__name__}: {exc}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.ready = True
+        try:
+            yield
+        finally:
+            state.ready = False
+            for hook in state.on_shutdown:
+                await asyncio.get_running_loop().run_in_executor(None, hook)
+
+    m = "/v2/models/{model}"
+    mv = "/v2/models/{model}/versions/{version:int}"
+    routes = [
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    for base in (m, mv):
+        routes += [
+            Route(base, model_metadata, methods=["GET"]),
+            Route(base + "/config", model_config, methods=["GET"]),
+            Route(base + "/ready", model_ready, methods=["GET"]),
+            Route(base + "/infer", infer, methods=["POST"]),
+        ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: not_found, 405: not_found, 500: server_error, Exception: server_error},
+        lifespan=lifespan,
+    )
+    if state.token is not None:
+        app.add_middleware(_BearerAuth, token=state.token)
+    return app
+
+
+async def _infer(request: Request, model: ServedModel, sched: Scheduler, limit: int) -> tuple[Response, Outcome, int]:
+    raw = await _read_body(request, limit)
+    body = decode_body(raw, request.headers.get("content-encoding"), limit)
+    header_length = _header_length(request)
+    req = parse_infer_request(body, header_length, model.name)
+    if header_length == 0:
+        model.raw_input(req, body)
+    prepared = model.prepare(req)
+    job_args: dict[str, Any] = {}
+    if isinstance(sched, SequenceScheduler):
+        if not req.in_sequence:
+            raise invalid(
+                f"inference request to model '{model.name}' must specify a non-zero or non-empty correlation ID"
+            )
+        if prepared.rows != 1:
+            raise invalid(
+                f"inference request to model '{model.name}' must specify batch-size 1 due to requirements of sequence "
+                "batcher"
+            )
+        job_args = {
+            "seq_id": req.sequence_id,
+            "start": req.sequence_start,
+            "end": req.sequence_end,
+            "timeout_us": req.timeout_us,
+        }
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Outcome] = loop.create_future()
+
+    def resolve(outcome: Outcome) -> None:
+        if not future.done():
+            future.set_result(outcome)
+
+    def deliver(outcome: Outcome) -> None:
+        loop.call_soon_threadsafe(resolve, outcome)
+
+    sched.submit(Job(prepared, deliver, **job_args))
+    outcome = await future
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.outputs is not None
+    outs = outcome.outputs
+    body_out, json_size = encode_infer_response(
+        model=model.name,
+        version=model.version,
+        request_id=req.id,
+        outputs=[(p.name, p.datatype, outs[p.name], p.binary) for p in prepared.outputs],
+    )
+    headers: dict[str, str] = {}
+    media = "application/json"
+    if json_size is not None:
+        media = "application/octet-stream"
+        headers["Inference-Header-Content-Length"] = str(json_size)
+    encoding = pick_encoding(request.headers.get("accept-encoding"))
+    if encoding != "identity":
+        body_out = compress_body(body_out, encoding)
+        headers["Content-Encoding"] = encoding
+    return Response(body_out, 200, headers=headers, media_type=media), outcome, prepared.rows

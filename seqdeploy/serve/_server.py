@@ -1,0 +1,296 @@
+"""Load a package's models behind their schedulers and run the HTTP server (uvicorn) until SIGTERM/SIGINT.
+
+Startup order: read the manifest and check every file's sha256 (through the runtime), parse each
+``config.pbtxt`` with Triton's protobuf, load and warm up every model, bind the socket, then serve. A failure
+before the bind is an ordinary seqdeploy error (exit 1/2/3); nothing listens until every model is ready.
+
+Shutdown (SIGTERM or Ctrl-C): ``/v2/health/ready`` turns 400 at once (a load balancer stops routing), the
+listener closes, requests in flight finish (up to ``drain_timeout_s``), the schedulers finish their queues,
+and the process exits 0. uvicorn re-raises the signal after a graceful stop; this server does not, since a
+SIGTERM is how a server is meant to stop (Kubernetes sends it), not an interruption of unfinished work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from seqdeploy.errors import UsageError
+from seqdeploy.serve._config import config_to_json, parse_config_text, settings_from_config
+from seqdeploy.serve._metrics import Metrics
+from seqdeploy.serve._model import ServedModel
+from seqdeploy.serve._scheduler import DynamicScheduler, Scheduler, SequenceScheduler
+
+__all__ = ["ServeOptions", "load_models", "serve"]
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How ``seqdeploy serve`` runs (the CLI options, one to one).
+
+    Attributes:
+        package: Package directory or ``.tar.gz``.
+        host: Address to bind (``127.0.0.1``: this machine only).
+        port: TCP port (0: any free port, printed at start).
+        backend: Runtime backend (``auto``, ``ort-cpu``, ``ort-cuda``); int8 models always run on the CPU.
+        threads: ONNX Runtime intra-op threads per model (``None``: its default).
+        token: Bearer token required on every route but the health checks (``None``: no auth).
+        max_body_bytes: Largest request body, compressed or not.
+        models: Models to serve (empty: every model of the package).
+        batching: Merge concurrent requests (``False``: every request executes alone; for comparisons).
+        instances: Executions that may run at once per model (Triton's instance count).
+        max_queue: Requests that may wait per model before 503.
+        max_sequences: Live sequences per stream model (``None``: the config's ``max_candidate_sequences``).
+        sequence_wait_s: How long a new sequence waits for a free slot before 503.
+        sequence_idle_s: Free a sequence after this long without a request (``None``: the config's
+            ``max_sequence_idle_microseconds``).
+        queue_delay_us: How long the oldest queued request may wait for others to batch with (``None``: the
+            config's ``max_queue_delay_microseconds``; the package's sha256 forbids editing the file).
+        ort_spin: Let ONNX Runtime's threads spin-wait between runs (lower latency for a lone client, less CPU
+            left for the HTTP side under load).
+        drain_timeout_s: On SIGTERM, how long requests in flight may take to finish.
+        log_level: uvicorn's log level.
+        access_log: Log every request.
+    """
+
+    package: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    backend: str = "auto"
+    threads: int | None = None
+    token: str | None = None
+    max_body_bytes: int = 64 << 20
+    models: tuple[str, ...] = ()
+    batching: bool = True
+    instances: int = 1
+    max_queue: int = 1024
+    max_sequences: int | None = None
+    sequence_wait_s: float = 10.0
+    sequence_idle_s: float | None = None
+    queue_delay_us: int | None = None
+    ort_spin: bool = False
+    drain_timeout_s: float = 30.0
+    log_level: str = "warning"
+    access_log: bool = False
+
+
+@contextlib.contextmanager
+def _package_root(path: Path) -> Iterator[Path]:
+    """The package directory (an archive is extracted to a private temp dir, removed at exit)."""
+    from seqdeploy.runtime import extract
+
+    if path.is_dir():
+        yield path
+        return
+    if not path.exists():
+        raise UsageError(f"{path}: no such package (expected a directory made by 'seqdeploy package' or its .tar.gz)")
+    tmp = Path(tempfile.mkdtemp(prefix="seqdeploy-serve-"))
+    try:
+        yield extract(path, tmp / "pkg")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_models(
+    root: Path, options: ServeOptions, metrics: Metrics | None = None
+) -> dict[str, tuple[ServedModel, Scheduler]]:
+    """Load, check and warm up the package's models, each behind the scheduler its config declares.
+
+    Raises:
+        UsageError: An unknown ``--model``, a config this server cannot honour, or a package problem.
+        IntegrityError: A file differs from the manifest (through the runtime's checks).
+        BackendUnavailable: onnxruntime or tritonclient is missing.
+    """
+    from seqdeploy import runtime
+    from seqdeploy.package.manifest import read_manifest, verify_files
+
+    manifest = read_manifest(root)
+    names = list(options.models) or list(manifest.models)
+    unknown = [n for n in names if n not in manifest.models]
+    if unknown:
+        raise UsageError(f"--model {unknown[0]}: not a model of {root}; it has {', '.join(manifest.models)}")
+    texts = verify_files(manifest, keep=[manifest.models[n].config for n in names])
+    out: dict[str, tuple[ServedModel, Scheduler]] = {}
+    for name in names:
+        entry = manifest.models[name]
+        where = f"{root}/{entry.config}"
+        try:
+            config = parse_config_text(texts[entry.config].decode("utf-8"))
+        except ValueError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        settings = settings_from_config(config)
+        if settings.controls_unsupported:
+            raise UsageError(
+                f"{where}: control inputs {dict(settings.controls_unsupported)} are not supported by seqdeploy serve "
+                "(it drives CONTROL_SEQUENCE_START only, as packages declare it)"
+            )
+        expected = "sequence" if entry.kind == "stream" else "dynamic"
+        if settings.scheduler not in (expected, "none"):
+            raise UsageError(
+                f"{where}: a {entry.kind} model needs {expected} batching, the config has {settings.scheduler}"
+            )
+        # int8 graphs run on the CPU only (their config says KIND_CPU); an explicit ort-cuda applies to the rest.
+        backend = "ort-cpu" if entry.precision == "int8" and options.backend == "ort-cuda" else options.backend
+        # By default no spin-waiting in ONNX Runtime's thread pool: after each run its threads would spin for a
+        # while, taking the CPU the event loop needs to answer (2 vCPUs, 16 clients: ~+30 % requests/s). Spinning
+        # wins back ~0.5 ms for a lone client (--ort-spin): docs/benchmarks.md.
+        predictor = runtime.load(
+            root,
+            model=name,
+            backend=backend,
+            threads=options.threads,
+            session_config={"session.intra_op.allow_spinning": "1" if options.ort_spin else "0"},
+        )
+        try:
+            model = ServedModel(name, predictor, settings, config_to_json(config))
+        except ValueError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        model.warmup()
+        hook = metrics.execution if metrics is not None else None
+        common: dict[str, Any] = {
+            "batching": options.batching and settings.scheduler != "none",
+            "instances": options.instances,
+            "max_queue": settings.max_queue_size or options.max_queue,
+            "on_execution": hook,
+            "queue_delay_us": options.queue_delay_us,
+        }
+        sched: Scheduler
+        if entry.kind == "stream":
+            sched = SequenceScheduler(
+                model,
+                max_sequences=options.max_sequences,
+                slot_wait_s=options.sequence_wait_s,
+                idle_s=options.sequence_idle_s,
+                **common,
+            )
+        else:
+            sched = DynamicScheduler(model, **common)
+        out[name] = (model, sched)
+    return out
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+        # Listen before announcing the address: a client that connects at once waits in the backlog instead
+        # of being refused before uvicorn's own listen().
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(options: ServeOptions, *, announce: Callable[[str], None] | None = None) -> None:
+    """Serve a package until SIGTERM/SIGINT; return after a graceful stop.
+
+    Args:
+        options: See :class:`ServeOptions`.
+        announce: Receives one line once the server listens (the URL and the models).
+
+    Raises:
+        UsageError, IntegrityError, BackendUnavailable: See :func:`load_models`.
+        OSError: The address cannot be bound (in use, not permitted).
+    """
+    from seqdeploy._lazy import require
+
+    # The web stack is the `serve` extra: say so (exit 3) instead of a traceback when it is missing.
+    for module in ("starlette", "uvicorn", "tritonclient.grpc.model_config_pb2"):
+        require(module, extra="serve", purpose="seqdeploy serve")
+    import uvicorn
+
+    from seqdeploy.serve._app import ServerState, create_app
+
+    with _package_root(options.package) as root:
+        from seqdeploy.package.manifest import read_manifest
+
+        names = list(options.models) or list(read_manifest(root).models)
+        metrics = Metrics((n, "1") for n in names)
+        models = load_models(root, options, metrics)
+        state = ServerState(models=models, metrics=metrics, max_body=options.max_body_bytes, token=options.token)
+        for _, sched in models.values():
+            sched.start()
+            state.on_shutdown.append(functools.partial(sched.stop, options.drain_timeout_s))
+        try:
+            sock = _bind(options.host, options.port)
+        except BaseException:
+            for hook in state.on_shutdown:
+                hook()
+            raise
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        config = uvicorn.Config(
+            create_app(state),
+            log_level=options.log_level,
+            access_log=options.access_log,
+            lifespan="on",
+            timeout_graceful_shutdown=max(1, round(options.drain_timeout_s)),
+            timeout_keep_alive=30,
+        )
+        server = _Server(config, on_signal=lambda: setattr(state, "ready", False))
+        if announce is not None:
+            listed = ", ".join(
+                f"{m.name} ({m.kind}, {s.__class__.__name__.removesuffix('Scheduler').lower()})"
+                for m, s in models.values()
+            )
+            announce(f"serving {root} on http://{shown}:{port} (models: {listed})")
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+            if not server.started:
+                for hook in state.on_shutdown:
+                    hook()
+        if not server.started:
+            raise UsageError("the HTTP server failed to start (see the log above)")
+
+
+class _Server:
+    """uvicorn's Server with signal handling fit for a service: SIGTERM/SIGINT drain and return, no re-raise."""
+
+    def __init__(self, config: Any, on_signal: Callable[[], None]) -> None:
+        import uvicorn
+
+        on = on_signal
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Generator[None, None, None]:
+                if threading.current_thread() is not threading.main_thread():
+                    yield
+                    return
+                old = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+                try:
+                    yield
+                finally:
+                    for s, handler in old.items():
+                        signal.signal(s, handler)
+
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                on()
+                super().handle_exit(sig, frame)
+
+        self._server = Server(config)
+
+    @property
+    def started(self) -> bool:
+        """Whether uvicorn got as far as serving."""
+        return bool(self._server.started)
+
+    def run(self, sockets: list[socket.socket]) -> None:
+        """Serve on ``sockets`` until a signal; return after the graceful stop."""
+        self._server.run(sockets=sockets)
