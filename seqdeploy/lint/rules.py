@@ -20,8 +20,10 @@ lstm-input-forget        E    E      E      ``input_forget != 0`` (not PyTorch's
 sequence-lens            E    E      E      with a ``lengths`` input, a recurrent node without ``sequence_lens``
 no-recurrent-op          E    E      E      a sequence graph without a native recurrent op (``seq`` unrolled)
 loop-op                  W    W      W      ``Loop``/``Scan``: weak spots of TensorRT and its ORT provider
-fp16-range               E    E      E      an fp16 weight or constant is inf/NaN (it overflowed 65504); in an
-                                            fp32 graph, a weight beyond 65504 is a warning (no fp16 variant)
+fp16-range               E    E      E      an fp16 weight or constant is inf/NaN where its fp32 source was finite
+                                            (it overflowed 65504; a deliberate -inf mask is fine); in an fp32
+                                            graph, a finite weight beyond 65504 or a NaN is a warning (no fp16
+                                            variant)
 rnn-activations          -    E      E      a bidirectional op whose forward and reverse activations (or
                                             alpha/beta) differ: the parser needs them equal
 opset-range              -    E      E      the default-domain opset is outside the parser's table
@@ -45,7 +47,15 @@ from seqdeploy.lint.findings import Finding, Severity
 from seqdeploy.lint.targets import Target, get_target
 from seqdeploy.spec import IOSpec
 
-__all__ = ["FP16_MAX", "RECURRENT_OPS", "RULES", "TENSORRT_RULES", "lint_model", "recurrent_precision"]
+__all__ = [
+    "FP16_MAX",
+    "RECURRENT_OPS",
+    "RULES",
+    "TENSORRT_RULES",
+    "finite_peak",
+    "lint_model",
+    "recurrent_precision",
+]
 
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN", "DynamicQuantizeLSTM"})
 FP16_MAX = 65504.0
@@ -146,6 +156,7 @@ def lint_model(
     *,
     target: str | Target = "ort",
     graph: str = "",
+    source: Any | None = None,
 ) -> list[Finding]:
     """Lint an ``onnx.ModelProto`` for ``target``; returns every finding (empty = clean).
 
@@ -155,6 +166,10 @@ def lint_model(
             ``sequence-lens`` when there is no ``lengths`` graph input) are skipped.
         target: ``ort``, ``trt10``, ``trt11`` (or a :class:`Target`).
         graph: The file name to put in each finding.
+        source: The fp32 graph an fp16 variant was converted from, when known: an inf/NaN in an fp16
+            tensor is then an error only where the same-named fp32 tensor was finite (a deliberate ``-inf``
+            stays ``-inf``). Without it, an fp16 tensor that is all ±inf is a warning, NaN or inf among
+            finite values an error.
     """
     tgt = target if isinstance(target, Target) else get_target(target)
     found: list[Finding] = []
@@ -190,7 +205,7 @@ def lint_model(
                 )
     if tgt.tensorrt:
         _opset_rule(model, tgt, add)
-    _fp16_range_rule(model, recurrent, types, add)
+    _fp16_range_rule(model, recurrent, types, add, source)
     return found
 
 
@@ -356,36 +371,88 @@ def _opset_rule(model: Any, tgt: Target, add: Add) -> None:
             )
 
 
-def _fp16_range_rule(model: Any, recurrent: list[Any], types: dict[str, int], add: Add) -> None:
+def finite_peak(arr: Any) -> float:
+    """``max|x|`` over the finite values of ``arr`` (``0.0`` when there are none), ``NaN`` if it holds a NaN.
+
+    ±inf is left out on purpose: it is exact in fp16 and graphs use it deliberately (max pooling masks
+    padded steps with ``masked_fill(-inf)``); only a finite value beyond 65504 overflows in conversion.
+    """
+    import numpy as np
+
+    a = np.asarray(arr, dtype=np.float64)
+    if a.size == 0:
+        return 0.0
+    if np.isnan(a).any():
+        return float("nan")
+    finite = a[np.isfinite(a)]
+    return float(np.abs(finite).max()) if finite.size else 0.0
+
+
+def _float_constants(model: Any) -> list[tuple[str, str, Any]]:
+    """``(tensor name, node name, NumPy array)`` of every float32/float16 initializer (node ``""``) and
+    ``Constant`` value, subgraphs included; external data (not loaded by lint) is skipped.
+    """
     import numpy as np
     from onnx import numpy_helper
 
-    fp16_graph = any(recurrent_precision(n, types) == "float16" for n in recurrent)
-    tensors = [(i.name, i) for i in model.graph.initializer]
+    out = [
+        (i.name, "", numpy_helper.to_array(i))
+        for i in model.graph.initializer
+        if i.data_type in (_FLOAT, _FLOAT16) and i.data_location != 1
+    ]
     for node, _ in _walk(model.graph):
-        if node.op_type == "Constant":
-            tensors.extend((node.output[0], a.t) for a in node.attribute if a.name == "value")
-    for name, t in tensors:
-        if t.data_type not in (_FLOAT, _FLOAT16) or t.data_location == 1:  # external data: not loaded here
+        if node.op_type != "Constant" or not node.output:
             continue
-        arr = numpy_helper.to_array(t)
-        if arr.size == 0:
-            continue
-        if t.data_type == _FLOAT16 and not np.isfinite(arr).all():
-            bad = int(arr.size - np.isfinite(arr).sum())
-            add(
-                "fp16-range",
-                "",
-                f"fp16 tensor '{name}' holds {bad} inf/NaN value(s): a value beyond the fp16 range (65504) "
-                "overflowed when it was converted. Rescale the weights or keep the model fp32.",
-            )
-        elif t.data_type == _FLOAT and not fp16_graph:
-            peak = float(np.abs(arr).max())
-            if peak > FP16_MAX:
+        for a in node.attribute:
+            if a.name == "value" and a.t.data_type in (_FLOAT, _FLOAT16) and a.t.data_location != 1:
+                out.append((node.output[0], node.name, numpy_helper.to_array(a.t)))
+            elif a.name == "value_float":
+                out.append((node.output[0], node.name, np.asarray(a.f, dtype=np.float32)))
+            elif a.name == "value_floats":
+                out.append((node.output[0], node.name, np.asarray(a.floats, dtype=np.float32)))
+    return [(n, node, arr) for n, node, arr in out if arr.size]
+
+
+def _fp16_range_rule(model: Any, recurrent: list[Any], types: dict[str, int], add: Add, source: Any) -> None:
+    import numpy as np
+
+    fp16_graph = any(recurrent_precision(n, types) == "float16" for n in recurrent)
+    sources = {n: arr for n, _, arr in _float_constants(source)} if source is not None else None
+    for name, node, arr in _float_constants(model):
+        if arr.dtype == np.float16:
+            bad = ~np.isfinite(arr)
+            if not bad.any():
+                continue
+            src = sources.get(name) if sources is not None else None
+            if src is not None and src.shape == arr.shape:
+                # Only where the fp32 source was finite: a -inf mask (max pooling) is -inf in both.
+                bad &= np.isfinite(src)
+                if not bad.any():
+                    continue
+            elif sources is None and not np.isnan(arr).any() and not np.isfinite(arr).any():
                 add(
                     "fp16-range",
-                    "",
-                    f"weight '{name}' reaches |x| = {peak:.6g}, beyond the fp16 range (65504): this graph has "
-                    "no fp16 form (seqdeploy optimize --fp16 refuses it); TensorRT builds it in fp32 only.",
+                    node,
+                    f"fp16 tensor '{name}' is all ±inf: deliberate (a mask) or an overflow of its fp32 value — lint "
+                    "it inside its export directory, where its fp32 source is compared",
+                    "warning",
+                )
+                continue
+            add(
+                "fp16-range",
+                node,
+                f"fp16 tensor '{name}' holds {int(bad.sum())} inf/NaN value(s) that are finite in the fp32 graph: "
+                "a value beyond the fp16 range (65504) overflowed when it was converted. Rescale the weights or "
+                "keep the model fp32.",
+            )
+        elif not fp16_graph:
+            peak = finite_peak(arr)
+            if np.isnan(peak) or peak > FP16_MAX:
+                reach = "holds NaN" if np.isnan(peak) else f"reaches |x| = {peak:.6g}, beyond the fp16 range (65504)"
+                add(
+                    "fp16-range",
+                    node,
+                    f"weight '{name}' {reach}: this graph has no fp16 form (seqdeploy optimize --fp16 refuses it); "
+                    "TensorRT builds it in fp32 only.",
                     "warning",
                 )
