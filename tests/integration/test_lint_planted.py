@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from seqdeploy.cli import cli
-from seqdeploy.cli.lint import _TARGETS
-from seqdeploy.lint import RULES, TARGETS, lint_path
+from seqdeploy.cli.lint import lint_cmd
+from seqdeploy.lint import DEFAULT_TARGET, RULES, TARGETS, lint_path
 from seqdeploy.lint.rules import TENSORRT_RULES
 from tests.integration._onnx_surgery import INITIAL_C, INITIAL_H, SEQUENCE_LENS, drop_input, edit_onnx, recurrent_node
 
@@ -28,9 +28,9 @@ BI_LSTM = {"bidirectional": True}
 GRU_BI = {"cell": "gru", "bidirectional": True}
 
 
-def lint(path: Path, target: str = "trt10") -> tuple[int, dict[str, Any], str]:
+def lint(path: Path, target: str = "trt10", *extra: str) -> tuple[int, dict[str, Any], str]:
     out = path.parent / f"lint-{target}.json" if path.is_file() else path.parent / f"{path.name}-lint-{target}.json"
-    res = CliRunner().invoke(cli, ["lint", str(path), "--target", target, "--json", str(out)])
+    res = CliRunner().invoke(cli, ["lint", str(path), "--target", target, "--json", str(out), *extra])
     report = json.loads(out.read_text()) if out.exists() else {}
     return res.exit_code, report, res.output
 
@@ -53,7 +53,9 @@ def set_attr(path: Path, name: str, value: Any, op: str | None = None) -> str:
 
 
 def test_cli_targets_match_the_library():
-    assert set(_TARGETS) == set(TARGETS)
+    target = next(p for p in lint_cmd.params if p.name == "target")
+    assert list(target.type.choices) == list(TARGETS)  # type: ignore[attr-defined]
+    assert target.default == DEFAULT_TARGET
     assert set(TENSORRT_RULES) == {
         "rnn-activations",
         "opset-range",
@@ -320,7 +322,7 @@ def test_usage_errors_exit_2(tmp_path):
     res = runner.invoke(cli, ["lint", str(tmp_path)])
     assert res.exit_code == 2 and "not a seqdeploy export directory" in res.output
     assert runner.invoke(cli, ["lint", str(tmp_path), "--target", "trt9"]).exit_code == 2
-    (tmp_path / "manifest.json").write_text('{"graphs": {"sequence": {}}}')
+    (tmp_path / "manifest.json").write_text('{"schema_version": 1, "graphs": {"sequence": {}}}')
     res = runner.invoke(cli, ["lint", str(tmp_path)])
     assert res.exit_code == 2 and "malformed manifest" in res.output
 
@@ -328,8 +330,11 @@ def test_usage_errors_exit_2(tmp_path):
 def test_missing_graph_file_is_an_error_finding(export_tiny, copy_export: Callable[[Path], Path]):
     d = copy_export(export_tiny())
     (d / "model.onnx").unlink()
-    code, report, _ = lint(d, "ort")
+    code, _, out = lint(d, "ort")  # the bundle no longer matches its manifest: refused like everywhere
+    assert code == 2 and "model.onnx: is missing" in out
+    code, report, _ = lint(d, "ort", "--allow-modified")
     assert code == 1 and codes(report) == ["unreadable"]
+    assert report["modified"] == ["model.onnx: is missing (or not a regular file)"]
 
 
 def test_initial_h_dropped_from_fp32_graph_is_not_a_tensorrt_error(export_tiny, copy_export):
@@ -338,3 +343,33 @@ def test_initial_h_dropped_from_fp32_graph_is_not_a_tensorrt_error(export_tiny, 
     drop_input(d / "model.onnx", INITIAL_H)
     report = lint_path(d, "trt10")
     assert "rnn-initial-state" not in [f.code for f in report.findings]
+
+
+def test_a_report_never_overwrites_a_bundle_file(export_tiny, copy_export):
+    d = copy_export(export_tiny())
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    for path, target in ((d, d / "manifest.json"), (d / "model.onnx", d / "model.onnx"), (d, d / "model.pt")):
+        res = CliRunner().invoke(cli, ["lint", str(path), "--json", str(target)])
+        assert res.exit_code == 2, res.output  # was: exit 0, the manifest replaced by the lint report
+        assert "a file of the bundle" in res.output
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+    res = CliRunner().invoke(cli, ["lint", str(d), "--json", str(d / "lint.json")])  # beside them: fine
+    assert res.exit_code == 0 and json.loads((d / "lint.json").read_text())["passed"] is True
+
+
+def test_a_tampered_graph_is_refused_unless_allowed(export_tiny, copy_export):
+    d = copy_export(export_tiny(cell="gru"))
+    model = onnx.load(str(d / "model.onnx"))
+    node = next(n for n in model.graph.node if n.op_type == "GRU")
+    for a in node.attribute:
+        if a.name == "linear_before_reset":
+            a.i = 0
+    onnx.save(model, str(d / "model.onnx"))  # changed behind the manifest's back (no restamp)
+    for path in (d, d / "model.onnx"):
+        code, _, out = lint(path, "trt10")
+        assert code == 2, out  # was: the bundle's tampered file linted as if it were the export
+        assert "model.onnx: differs from the manifest" in out
+    code, report, out = lint(d, "trt10", "--allow-modified")
+    assert code == 1 and codes(report) == ["gru-linear-before-reset"]
+    assert report["modified"] == ["model.onnx: differs from the manifest (sha256 mismatch)"]
+    assert "WARNING: linting a modified bundle (--allow-modified): model.onnx: differs" in out
