@@ -154,9 +154,15 @@ def _quantizer_failed(exc: Exception, src: Path, tmp: Path) -> NoReturn:
 
 
 def quantize_int8(
-    bundle_dir: str | Path, *, allow_modified: bool = False, max_memory_gb: float | None = None
+    bundle_dir: str | Path,
+    *,
+    threads: int | None = None,
+    allow_modified: bool = False,
+    max_memory_gb: float | None = None,
 ) -> VariantResult:
     """Write ``model.int8.onnx`` next to ``model.onnx``, prove it, and record it in the manifest.
+
+    ``threads``: threads of the proof's verify run (both backends), like ``make_fp16``'s.
 
     The candidate is written and verified inside a :func:`~seqdeploy._atomic.bundle_transaction`: the
     file and the manifest entry appear together, only after the proof passed; an interruption or a
@@ -201,6 +207,7 @@ def quantize_int8(
             batches=(1, 3),
             seqs=(1, 7, max(cfg.shapes.seq[1], 16)),
             modes=("full", "chunked", "batch", "padding"),
+            threads=threads,
             max_memory_gb=max_memory_gb,
         )
         report = _prove(bundle, "int8", {**entry, "file": tmp.name}, opts)

@@ -16,7 +16,7 @@ from seqdeploy.errors import ParityError
 @click.option(
     "--fp16", "fp16", is_flag=True, help="Write model.fp16.onnx (+ step.fp16.onnx): the fp16 file for TensorRT."
 )
-@click.option("--threads", type=click.IntRange(min=1), help="Threads for the verify run.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads of the proof's verify run (each variant).")
 @allow_modified_option
 @max_memory_option
 def optimize_cmd(
@@ -50,7 +50,9 @@ def optimize_cmd(
         raise UsageError("nothing to do: choose a variant, e.g. 'seqdeploy optimize DIR --fp16' (or --int8)")
     try:
         if int8:
-            result = quantize_int8(bundle_dir, allow_modified=allow_modified, max_memory_gb=max_memory_gb)
+            result = quantize_int8(
+                bundle_dir, threads=threads, allow_modified=allow_modified, max_memory_gb=max_memory_gb
+            )
             _warn(result.report.warnings)
             e = result.entry
             click.echo(f"wrote {result.path} (quantized ops: {e['quantized_ops'] or 'none'})")
