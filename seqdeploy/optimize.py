@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -37,7 +38,7 @@ from seqdeploy._atomic import Transaction, bundle_transaction, fault_point
 from seqdeploy._lazy import require
 from seqdeploy.errors import ExportError, Interrupted, ParityError, UsageError
 from seqdeploy.feeds import make_feeds
-from seqdeploy.manifest import MANIFEST, Bundle
+from seqdeploy.manifest import MANIFEST, Bundle, sha256
 from seqdeploy.parity.compare import DEFAULT_TOLERANCES
 from seqdeploy.parity.report import ParityReport
 from seqdeploy.parity.run import MODES, VerifyOptions, verify
@@ -106,19 +107,70 @@ def _prove(bundle: Bundle, variant: str, entry: Mapping[str, Any], opts: VerifyO
 
 
 def _record(tx: Transaction, bundle: Bundle, variant: str, entry: dict[str, Any], staged: Mapping[str, Path]) -> None:
-    """Commit the proven variant: its staged files, its manifest entry and the re-run TensorRT lint."""
-    from seqdeploy.lint import lint_manifest
+    """Commit the proven variant: its staged files, its manifest entry and the re-run TensorRT lint — and
+    drop what was built from a file it replaces (engines, the TensorRT plan and kit), which would otherwise
+    go on running the old model under the new file's name.
+    """
+    from seqdeploy.lint import DEFAULT_TARGET, lint_manifest
 
     manifest = copy.deepcopy(bundle.manifest)
     manifest.setdefault("variants", {})[variant] = entry
-    lint = lint_manifest(bundle.path, manifest, "trt10", locate=staged)
-    manifest["lint"] = {**(manifest.get("lint") or {}), "trt10": lint.to_dict()}
+    lint = lint_manifest(bundle.path, manifest, DEFAULT_TARGET, locate=staged)
+    manifest["lint"] = {**(manifest.get("lint") or {}), DEFAULT_TARGET: lint.to_dict()}
+    drop = _drop_replaced_builds(tx, bundle, manifest, {rel: sha256(tmp) for rel, tmp in staged.items()})
     # A manifest edited by hand (accepted with --allow-modified) is not re-stamped: recording a variant
     # must not turn an edited manifest into one that looks as seqdeploy wrote it. Modified files keep
     # their old sha256 in the table, so they stay visible too.
     edited = any(p.startswith(f"{MANIFEST}:") for p in bundle.modified)
-    tx.commit(manifest, stamp=not edited)
+    tx.commit(manifest, stamp=not edited, drop=drop)
     fault_point("optimize:committed")  # a signal from here on lands after the commit: the variant is recorded
+
+
+def _drop_replaced_builds(
+    tx: Transaction, bundle: Bundle, manifest: dict[str, Any], new: Mapping[str, str]
+) -> tuple[str, ...]:
+    """Take out of ``manifest`` the engines and the TensorRT plan built from a file this commit replaces with
+    different contents (``new``: file -> its new sha256); return what the commit must drop.
+
+    The kept engines are re-staged in a new ``engines/`` (hard links), or ``engines/`` is dropped when none
+    is left; files in ``engines/`` that seqdeploy did not record are refused rather than deleted.
+    """
+    from seqdeploy.engine.plan import KIT_DIR
+    from seqdeploy.engine.target import ENGINES_DIR, listed_sha256, stale_reason
+
+    current = {**listed_sha256(bundle.manifest), **new}
+    drop: list[str] = []
+    plan = manifest.get("trt")
+    if isinstance(plan, dict) and stale_reason(plan, current) is not None:
+        del manifest["trt"]
+        drop.append(KIT_DIR)
+    engines: list[dict[str, Any]] = list(manifest.get("engines") or [])
+    kept = [e for e in engines if stale_reason(e, current) is None]
+    if len(kept) == len(engines):
+        return tuple(drop)
+    recorded = {str(e.get("file")) for e in engines}
+    edir = bundle.path / ENGINES_DIR
+    found = sorted(f"{ENGINES_DIR}/{p.name}" for p in (edir.iterdir() if edir.is_dir() else []))
+    strays = [f for f in found if f not in recorded]
+    if strays:
+        raise UsageError(
+            f"{bundle.path}: this variant replaces a graph file that recorded engines were built from, so those "
+            f"engines must go; but {ENGINES_DIR}/ also holds files seqdeploy did not record: {strays}. Move them "
+            "out of the bundle first"
+        )
+    manifest["engines"] = kept
+    if kept:
+        staged = tx.stage(ENGINES_DIR)
+        staged.mkdir()
+        for e in kept:
+            src = bundle.file(str(e["file"]))
+            try:  # a hard link costs nothing and survives the commit moving the old engines/ aside
+                os.link(src, staged / src.name)
+            except OSError:
+                shutil.copy2(src, staged / src.name)
+    else:
+        drop.append(ENGINES_DIR)
+    return tuple(drop)
 
 
 def _quantizer_failed(exc: Exception, src: Path, tmp: Path) -> NoReturn:

@@ -58,6 +58,7 @@ from seqdeploy.engine.target import (
     explain_parser_errors,
     no_tensorrt_message,
     proof_plan,
+    stale_reason,
 )
 from seqdeploy.errors import BackendUnavailable, ExportError, InternalError, Interrupted, ParityError, UsageError
 from seqdeploy.manifest import Bundle, sha256, write_json
@@ -337,7 +338,9 @@ def compile_engine(
         if recorded_plan(bundle, precision) != plan:
             raise UsageError(f"{bundle_dir}: its plan changed while this compile was starting; run it again")
         engines: list[dict[str, Any]] = list(bundle.manifest.get("engines") or [])
-        if any(e.get("file") == rel for e in engines) and not force:
+        # An entry built from an earlier version of the plan's graph file is stale: rebuilt without --force.
+        current = {str(plan["onnx"]): str(plan["onnx_sha256"])}
+        if any(e.get("file") == rel and stale_reason(e, current) is None for e in engines) and not force:
             raise UsageError(
                 f"{bundle_dir}: {rel} is already built and recorded for this GPU and TensorRT version; pass "
                 "--force to rebuild it (the recorded engine stays until the new one has passed its proof)"

@@ -32,12 +32,14 @@ __all__ = [
     "engine_io_problems",
     "engine_path",
     "explain_parser_errors",
+    "listed_sha256",
     "network_creation_flags",
     "no_tensorrt_message",
     "ort_trt_cache_dir",
     "ort_trt_options",
     "proof_plan",
     "select_engine",
+    "stale_reason",
     "trt_line",
     "unresolved_outputs",
 ]
@@ -206,24 +208,71 @@ def compatibility_problems(entry: Mapping[str, Any], target: GpuTarget) -> list[
     return problems
 
 
+def listed_sha256(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """``{file: sha256}`` as the manifest's ``files`` table records them."""
+    files = manifest.get("files") or {}
+    return {str(k): str(v["sha256"]) for k, v in files.items() if isinstance(v, Mapping) and "sha256" in v}
+
+
+def stale_reason(entry: Mapping[str, Any], current: Mapping[str, str]) -> str | None:
+    """Why a recorded engine (or plan) was built from another version of its ONNX file than the bundle holds
+    now (``current``: file -> sha256 of the file as it is, :func:`listed_sha256` or measured); ``None``: it
+    was built from the current file.
+
+    ``optimize --fp16`` run again replaces ``model.fp16.onnx``: an engine built from the old file would run
+    the old model under the new file's name.
+    """
+    onnx = str(entry.get("onnx"))
+    now = current.get(onnx)
+    if now is None:
+        return f"{entry.get('file')} was built from {onnx}, which the bundle no longer has"
+    built = str(entry.get("onnx_sha256"))
+    if built != now:
+        return (
+            f"{entry.get('file')} was built from an earlier {onnx} (sha256 {built[:12]}…; the bundle's {onnx} is "
+            f"now {now[:12]}…)"
+        )
+    return None
+
+
 def select_engine(
-    manifest: Mapping[str, Any], *, graph: str, precision: str, target: GpuTarget, backend: str, bundle_dir: str
+    manifest: Mapping[str, Any],
+    *,
+    graph: str,
+    precision: str,
+    target: GpuTarget,
+    backend: str,
+    bundle_dir: str,
+    current_sha256: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The recorded engine a ``trt``/``trt-fp16`` runner uses on ``target``.
+    """The recorded engine a ``trt``/``trt-fp16`` runner uses on ``target``: one built from the graph file
+    as it is now (``current_sha256``: file -> sha256 as measured; default the manifest's ``files`` table),
+    for this compute capability and TensorRT version.
 
     Raises:
-        UsageError: No engine of that graph and precision is recorded (says how to build one).
+        UsageError: No engine of that graph and precision is recorded (says how to build one), or every one
+            was built from an earlier version of its ONNX file (a stale engine never runs).
         BackendUnavailable: Engines are recorded, but none was built for this GPU and TensorRT version
             (each one's mismatch is listed, with the rebuild command).
     """
     rebuild = f"seqdeploy compile {bundle_dir}" + ("" if precision == "fp32" else f" --precision {precision}")
-    engines = [e for e in manifest.get("engines") or [] if e.get("graph") == graph and e.get("precision") == precision]
-    if not engines:
+    recorded = [
+        e for e in manifest.get("engines") or [] if e.get("graph") == graph and e.get("precision") == precision
+    ]
+    if not recorded:
         raise UsageError(
             f"backend '{backend}' needs a {precision} TensorRT engine of the '{graph}' graph, and {bundle_dir} has "
             f"none recorded; build it on this GPU with '{rebuild}'"
         )
-    why: list[str] = []
+    current = listed_sha256(manifest) if current_sha256 is None else current_sha256
+    stale = [why for why in (stale_reason(e, current) for e in recorded) if why is not None]
+    engines = [e for e in recorded if stale_reason(e, current) is None]
+    if not engines:
+        raise UsageError(
+            f"backend '{backend}': no recorded {precision} engine was built from the graph file this bundle holds "
+            "now:\n  " + "\n  ".join(stale) + f"\nRebuild it on this GPU with '{rebuild}'"
+        )
+    why: list[str] = list(stale)
     for e in engines:
         problems = compatibility_problems(e, target)
         if not problems:

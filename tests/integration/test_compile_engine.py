@@ -368,3 +368,54 @@ def test_ort_trt_takes_its_profile_and_fp16_file_from_the_plan(export_tiny, copy
         pass
     assert not (d / "cache").exists()
     assert Bundle.load(d).tampered_files() == []
+
+
+def _another_fp16_file(real):
+    """The fp16 pass writing another file (a re-trained model, a newer pass); the same numbers here."""
+
+    def rebuilt(model):
+        m = real(model)
+        onnx.helper.set_model_props(m, {**{p.key: p.value for p in m.metadata_props}, "rebuilt": "yes"})
+        return m
+
+    return rebuilt
+
+
+def test_a_replaced_graph_file_takes_its_engine_and_plan_along(export_tiny, copy_export, fake_gpu, monkeypatch):
+    """optimize --fp16 run again replaces model.fp16.onnx: the engine and the kit built from the old file go
+    (they would run the old model under the new file's name); what was built from other files stays."""
+    import seqdeploy.fp16 as fp16
+
+    d = copy_export(export_tiny(**LSTM_LEN))
+    assert CliRunner().invoke(cli, ["optimize", str(d), "--fp16"]).exit_code == 0
+    compile_engine(d)
+    compile_engine(d, precision="fp16")  # the recorded plan is now the fp16 one
+    assert CliRunner().invoke(cli, ["optimize", str(d), "--fp16"]).exit_code == 0  # same file: nothing dropped
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert [e["file"] for e in manifest["engines"]] == [ENGINE32, ENGINE16] and manifest["trt"]["precision"] == "fp16"
+
+    monkeypatch.setattr(fp16, "convert_to_fp16", _another_fp16_file(fp16.convert_to_fp16))
+    res = CliRunner().invoke(cli, ["optimize", str(d), "--fp16"])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert [e["file"] for e in manifest["engines"]] == [ENGINE32]  # was: ENGINE16 kept, built from the old file
+    assert "trt" not in manifest and not (d / "trt").exists()  # the fp16 plan and kit went with it
+    assert not (d / ENGINE16).exists() and (d / ENGINE32).read_bytes() == (d / "model.onnx").read_bytes()
+    assert not any(f.startswith(("trt/", ENGINE16)) for f in manifest["files"])
+    assert Bundle.load(d).tampered_files() == []
+    res16 = compile_engine(d, precision="fp16")  # was: "already built and recorded" without --force
+    assert not res16.plan_reused and res16.entry["onnx_sha256"] == sha256(d / "model.fp16.onnx")
+
+
+def test_engines_go_only_when_nothing_unrecorded_is_beside_them(export_tiny, copy_export, fake_gpu, monkeypatch):
+    import seqdeploy.fp16 as fp16
+
+    d = copy_export(export_tiny(**LSTM_LEN))
+    assert CliRunner().invoke(cli, ["optimize", str(d), "--fp16"]).exit_code == 0
+    compile_engine(d, precision="fp16")
+    (d / "engines" / "mine.plan").write_bytes(b"built by hand")
+    before = tree(d)
+    monkeypatch.setattr(fp16, "convert_to_fp16", _another_fp16_file(fp16.convert_to_fp16))
+    res = CliRunner().invoke(cli, ["optimize", str(d), "--fp16"])
+    assert res.exit_code == 2 and "engines/mine.plan" in res.output
+    assert tree(d) == before  # refused at the commit: nothing recorded, the stray file kept

@@ -152,8 +152,14 @@ def _entry(target: GpuTarget, precision: str = "fp32") -> dict:
     )
 
 
+def _manifest(*engines: dict) -> dict:
+    """A manifest recording ``engines``, with the graph files they were built from (as the plan's sha256)."""
+    files = {"model.onnx": {"sha256": "ab" * 32}, "model.fp16.onnx": {"sha256": "ab" * 32}}
+    return {"engines": list(engines), "files": files}
+
+
 def test_select_engine_picks_the_one_built_here():
-    manifest = {"engines": [_entry(A10), _entry(T4), _entry(T4, "fp16")]}
+    manifest = _manifest(_entry(A10), _entry(T4), _entry(T4, "fp16"))
     got = select_engine(manifest, graph="sequence", precision="fp32", target=T4, backend="trt", bundle_dir="D")
     assert got["file"] == "engines/sequence.fp32.sm75.trt10.16.1.11.plan"
     got16 = select_engine(manifest, graph="sequence", precision="fp16", target=T4, backend="trt-fp16", bundle_dir="D")
@@ -167,11 +173,43 @@ def test_select_engine_refuses_missing_and_foreign_engines():
         select_engine({}, graph="sequence", precision="fp16", target=T4, backend="trt-fp16", bundle_dir="D")
     with pytest.raises(BackendUnavailable) as info:
         select_engine(
-            {"engines": [_entry(A10)]}, graph="sequence", precision="fp32", target=T4, backend="trt", bundle_dir="D"
+            _manifest(_entry(A10)), graph="sequence", precision="fp32", target=T4, backend="trt", bundle_dir="D"
         )
     msg = str(info.value)
     assert "compute capability 8.6" in msg and "Rebuild it on this GPU with 'seqdeploy compile D'" in msg
     assert info.value.exit_code == 3
+
+
+def test_select_engine_refuses_an_engine_built_from_an_earlier_graph_file():
+    """Re-running optimize --fp16 replaces model.fp16.onnx: an engine of the old file must not run as the new."""
+    manifest = _manifest(_entry(T4, "fp16"))
+    manifest["files"]["model.fp16.onnx"]["sha256"] = "cd" * 32
+    with pytest.raises(UsageError) as info:  # was: the old engine selected and run
+        select_engine(manifest, graph="sequence", precision="fp16", target=T4, backend="trt-fp16", bundle_dir="D")
+    msg = str(info.value)
+    assert (
+        "was built from an earlier model.fp16.onnx (sha256 abababababab…; the bundle's model.fp16.onnx is now cdcd"
+        in msg
+    )
+    assert "Rebuild it on this GPU with 'seqdeploy compile D --precision fp16'" in msg
+    # Measured on disk (a runner hashes the file as it is) wins over the table.
+    got = select_engine(
+        manifest,
+        graph="sequence",
+        precision="fp16",
+        target=T4,
+        backend="trt-fp16",
+        bundle_dir="D",
+        current_sha256={"model.fp16.onnx": "ab" * 32},
+    )
+    assert got["onnx"] == "model.fp16.onnx"
+    # A stale engine beside a foreign one: both reasons are given.
+    manifest["engines"].append(_entry(A10, "fp16"))
+    manifest["engines"][1]["onnx_sha256"] = "cd" * 32
+    with pytest.raises(
+        BackendUnavailable, match=r"(?s)built from an earlier model\.fp16\.onnx.*compute capability 8\.6"
+    ):
+        select_engine(manifest, graph="sequence", precision="fp16", target=T4, backend="trt-fp16", bundle_dir="D")
 
 
 # -- I/O, dtypes, shapes -------------------------------------------------------------------------------------
