@@ -78,32 +78,19 @@ def _ort(device: str) -> Factory:
 
 def _ort_int8(name: str, bundle: Bundle, graph: str, threads: int | None) -> BaseRunner:
     from seqdeploy.backends.onnxrt import OrtRunner
+    from seqdeploy.lint.bundle import variant_path
 
-    variant = bundle.variant("int8")
-    if variant is None:
-        raise UsageError(
-            f"backend '{name}' needs the int8 variant, which {bundle.path} does not have; create it with "
-            f"'seqdeploy optimize {bundle.path} --int8'"
-        )
-    return OrtRunner(name, bundle.specs[graph], bundle.file(variant["file"]), device="cpu", threads=threads)
+    path = variant_path(bundle, "int8", graph, needed_by=f"backend '{name}'")
+    return OrtRunner(name, bundle.specs[graph], path, device="cpu", threads=threads)
 
 
 def _ort_fp16(name: str, bundle: Bundle, graph: str, threads: int | None) -> BaseRunner:
     from seqdeploy.backends.onnxrt import OrtRunner
+    from seqdeploy.lint.bundle import variant_path
 
-    variant = bundle.variant("fp16")
-    if variant is None:
-        raise UsageError(
-            f"backend '{name}' needs the fp16 variant, which {bundle.path} does not have; create it with "
-            f"'seqdeploy optimize {bundle.path} --fp16'"
-        )
-    files: dict[str, str] = variant.get("graphs") or {variant["graph"]: variant["file"]}
-    if graph not in files:
-        raise UsageError(
-            f"backend '{name}': the fp16 variant of {bundle.path} has no '{graph}' graph (it has {sorted(files)}); "
-            f"re-create it with 'seqdeploy optimize {bundle.path} --fp16'"
-        )
-    return OrtRunner(name, bundle.specs[graph], bundle.path / files[graph], device="cpu", threads=threads)
+    # Through Bundle.file: a variant recorded outside the bundle ('../outside/evil.onnx') is refused.
+    path = variant_path(bundle, "fp16", graph, needed_by=f"backend '{name}'")
+    return OrtRunner(name, bundle.specs[graph], path, device="cpu", threads=threads)
 
 
 def _ort_trt(precision: str) -> Factory:

@@ -58,10 +58,11 @@ def build_serialized(
     line: str,
     workspace_gib: int,
     opt_level: int,
+    strongly_typed: bool = True,
     timing_cache: bytes | None = None,
     verbose: bool = False,
 ) -> BuildResult:
-    """Parse ``onnx_path`` into a strongly typed network and build it with one optimization profile.
+    """Parse ``onnx_path`` into a (strongly typed, per the plan) network and build it with one profile.
 
     Args:
         onnx_path: The plan's graph file (``model.onnx`` or ``model.fp16.onnx``); parsed with
@@ -70,6 +71,8 @@ def build_serialized(
         line: ``"10.x"`` or ``"11.x"`` (decides the network flags, nothing else).
         workspace_gib: Workspace memory pool limit.
         opt_level: Builder optimization level (0..5).
+        strongly_typed: The plan's ``per_line[line]["strongly_typed"]`` (always true in plans seqdeploy
+            writes; 11.x is strongly typed whatever it says).
         timing_cache: A serialized timing cache to start from (``None``: a new one).
         verbose: Keep TensorRT's info messages too.
 
@@ -90,7 +93,9 @@ def build_serialized(
             f"TensorRT could not create a builder: {exc}; {'; '.join(sink.errors()) or 'no CUDA device or driver'}"
         ) from None
     network = builder.create_network(
-        network_creation_flags(line, int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        network_creation_flags(
+            line, int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED), strongly_typed=strongly_typed
+        )
     )
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from seqdeploy._atomic import bundle_transaction, fault_point, staged_file
 from seqdeploy.engine.plan import (
+    DEFAULT_OPT_LEVEL,
+    DEFAULT_WORKSPACE_GIB,
     KIT_DIR,
     KIT_FILES,
     PLAN_FILE,
@@ -57,6 +59,7 @@ from seqdeploy.engine.target import (
     engine_path,
     explain_parser_errors,
     no_tensorrt_message,
+    plan_strongly_typed,
     proof_plan,
     stale_reason,
 )
@@ -88,8 +91,8 @@ def plan_only(
     shapes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None,
     seed: int = 0,
     allow_modified: bool = False,
-    workspace_gib: int = 2,
-    opt_level: int = 3,
+    workspace_gib: int | None = None,
+    opt_level: int | None = None,
 ) -> PlanResult:
     """Write ``DIR/trt/`` (plan + kit) for the sequence graph at ``precision`` and record it.
 
@@ -103,8 +106,10 @@ def plan_only(
         shapes: ``(min, opt, max)`` as ``(batch, seq)`` pairs; default the config's ``[shapes]``.
         seed: Seed of the kit's inputs.
         allow_modified: Plan for a bundle whose files differ from its manifest.
-        workspace_gib: The builder's workspace limit written into the plan (and trtexec.sh/polygraphy.sh).
-        opt_level: The builder optimization level written into the plan (0..5).
+        workspace_gib: The builder's workspace limit written into the plan (and trtexec.sh/polygraphy.sh);
+            default :data:`~seqdeploy.engine.plan.DEFAULT_WORKSPACE_GIB`.
+        opt_level: The builder optimization level written into the plan (0..5); default
+            :data:`~seqdeploy.engine.plan.DEFAULT_OPT_LEVEL`.
 
     Raises:
         UsageError: Not an export, unknown precision, no fp16 variant, bad shapes (exit 2).
@@ -121,7 +126,7 @@ def plan_only(
         bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
         cfg = bundle.config
         bounds = axis_bounds(cfg.shapes.batch, cfg.shapes.seq, shapes)
-        onnx_name = graph_file(bundle.manifest, precision)
+        onnx_name = graph_file(bundle.manifest, precision, bundle_dir=str(bundle_dir))
         lint = {
             line.lint_target: lint_manifest(bundle.path, bundle.manifest, line.lint_target, only=[onnx_name])
             for line in TRT_LINES.values()
@@ -139,8 +144,8 @@ def plan_only(
             onnx_sha256=sha256(bundle.file(onnx_name)),
             lint={k: r.to_dict() for k, r in lint.items()},
             seed=seed,
-            workspace_gib=workspace_gib,
-            opt_level=opt_level,
+            workspace_gib=DEFAULT_WORKSPACE_GIB if workspace_gib is None else workspace_gib,
+            opt_level=DEFAULT_OPT_LEVEL if opt_level is None else opt_level,
         )
         spec = bundle.specs["sequence"]
         cases = [KitCase(**c) for c in plan["kit"]["cases"]]
@@ -205,7 +210,9 @@ def check_build_options(workspace_gib: int | None, opt_level: int | None) -> Non
     if workspace_gib is not None and workspace_gib < 1:
         raise UsageError(f"--workspace-gib must be >= 1, got {workspace_gib}")
     if opt_level is not None and not 0 <= opt_level <= MAX_OPT_LEVEL:
-        raise UsageError(f"--opt-level must be 0..{MAX_OPT_LEVEL} (TensorRT's default is 3), got {opt_level}")
+        raise UsageError(
+            f"--opt-level must be 0..{MAX_OPT_LEVEL} (TensorRT's default is {DEFAULT_OPT_LEVEL}), got {opt_level}"
+        )
 
 
 def _wanted_axes(bundle: Bundle, shapes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None) -> Any:
@@ -213,14 +220,22 @@ def _wanted_axes(bundle: Bundle, shapes: tuple[tuple[int, int], tuple[int, int],
     return {k: v.to_list() for k, v in axis_bounds(cfg.shapes.batch, cfg.shapes.seq, shapes).items()}
 
 
-def recorded_plan(bundle: Bundle, precision: str) -> dict[str, Any] | None:
-    """The recorded plan (``DIR/trt/plan.json``) when it was made for ``precision`` from the graph file as
-    it is now (same sha256), else ``None``.
+def recorded_plan(bundle: Bundle, precision: str, graph: str = "sequence") -> dict[str, Any] | None:
+    """The recorded plan (``DIR/trt/plan.json``) when it was made for ``graph`` at ``precision`` from the
+    graph file as it is now (same sha256), else ``None``. The one reader of a recorded plan: ``compile``
+    reuses it, ``ort-trt`` takes its provider options from it.
     """
     rec = bundle.manifest.get("trt") or {}
-    if rec.get("precision") != precision or rec.get("onnx") != graph_file(bundle.manifest, precision):
+    if (
+        rec.get("precision") != precision
+        or rec.get("graph", "sequence") != graph
+        or rec.get("onnx") != graph_file(bundle.manifest, precision, graph, bundle_dir=str(bundle.path))
+    ):
         return None
-    plan: dict[str, Any] = json.loads(bundle.file(f"{KIT_DIR}/{PLAN_FILE}").read_text(encoding="utf-8"))
+    path = bundle.file(f"{KIT_DIR}/{PLAN_FILE}")
+    if not path.is_file():  # only with --allow-modified (Bundle.load refuses a missing listed file)
+        return None
+    plan: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     if plan.get("onnx_sha256") != sha256(bundle.file(str(plan["onnx"]))):
         return None
     return plan
@@ -302,7 +317,7 @@ def compile_engine(
     start = time.perf_counter()
     check_build_options(workspace_gib, opt_level)
     bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
-    graph_file(bundle.manifest, precision)  # no fp16 variant: a usage error before anything else
+    graph_file(bundle.manifest, precision, bundle_dir=str(bundle_dir))  # no fp16 variant: a usage error first
     if timing_cache is not None and Path(os.path.realpath(timing_cache)).is_relative_to(os.path.realpath(bundle.path)):
         # engines/ and trt/ are replaced whole by later commits, and the bundle holds only listed files.
         raise UsageError(
@@ -323,8 +338,8 @@ def compile_engine(
             shapes=shapes,
             seed=seed,
             allow_modified=allow_modified,
-            workspace_gib=workspace_gib if workspace_gib is not None else 2,
-            opt_level=opt_level if opt_level is not None else 3,
+            workspace_gib=workspace_gib,
+            opt_level=opt_level,
         )
         # As written and recorded (a JSON round trip), so the check under the lock below compares like with like.
         plan = recorded_plan(Bundle.load(bundle_dir, allow_modified=allow_modified), precision)
@@ -427,6 +442,7 @@ def _build(
             line=target.line,
             workspace_gib=int(builder["workspace_gib"]),
             opt_level=int(builder["optimization_level"]),
+            strongly_typed=plan_strongly_typed(plan, target.line),
             timing_cache=cache,
             verbose=verbose,
         )

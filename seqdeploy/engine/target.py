@@ -32,11 +32,13 @@ __all__ = [
     "engine_io_problems",
     "engine_path",
     "explain_parser_errors",
+    "line_typed",
     "listed_sha256",
     "network_creation_flags",
     "no_tensorrt_message",
     "ort_trt_cache_dir",
     "ort_trt_options",
+    "plan_strongly_typed",
     "proof_plan",
     "select_engine",
     "stale_reason",
@@ -89,24 +91,35 @@ def trt_line(version: str) -> str:
     return line
 
 
-def network_creation_flags(line: str, strongly_typed_bit: int) -> int:
+def network_creation_flags(line: str, strongly_typed_bit: int, *, strongly_typed: bool = True) -> int:
     """The ``Builder.create_network`` flags for a TensorRT line — **the one 10.x/11.x branch of the build**.
 
-    Both lines build a strongly typed network (the ONNX file's types are the precision: fp16 means
-    ``model.fp16.onnx``, never ``BuilderFlag.FP16``, which 11.x removed). 10.x is weakly typed unless
+    seqdeploy's plans build strongly typed networks on both lines (the ONNX file's types are the
+    precision: fp16 means ``model.fp16.onnx``, never ``BuilderFlag.FP16``, which 11.x removed); the plan's
+    ``per_line[line]["strongly_typed"]`` says so and is passed here. 10.x is weakly typed unless
     ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` is set; 11.x is always strongly typed and marks that
-    flag deprecated, so it gets none. Explicit batch is the only mode on both (``EXPLICIT_BATCH`` is
-    ignored by 10.x and removed in 11.x), so it is never passed.
+    flag deprecated, so it gets none (a plan cannot make 11.x weakly typed). Explicit batch is the only
+    mode on both (``EXPLICIT_BATCH`` is ignored by 10.x and removed in 11.x), so it is never passed.
 
     Args:
         line: ``"10.x"`` or ``"11.x"`` (:func:`trt_line`).
         strongly_typed_bit: ``int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)`` (1 on both lines).
+        strongly_typed: The plan's choice for this line.
     """
     if line == "10.x":
-        return 1 << strongly_typed_bit
+        return 1 << strongly_typed_bit if strongly_typed else 0
     if line == "11.x":
         return 0
     raise BackendUnavailable(f"unknown TensorRT line {line!r} (known: {', '.join(TRT_LINES)})")
+
+
+def plan_strongly_typed(plan: Mapping[str, Any], line: str) -> bool:
+    """Whether ``plan`` builds a strongly typed network on ``line`` (its ``per_line`` entry; a plan without
+    one, written before per-line flags existed, says it once for all lines).
+    """
+    per_line = (plan.get("tensorrt") or {}).get("per_line") or {}
+    entry = per_line.get(line) or {}
+    return bool(entry.get("strongly_typed", plan.get("strongly_typed", True)))
 
 
 # -- the running GPU --------------------------------------------------------------------------------------
@@ -173,7 +186,7 @@ def engine_entry(
         "gpu_name": target.gpu_name,
         "compute_capability": target.compute_capability,
         "hardware_compatibility": "none",
-        "strongly_typed": True,
+        "strongly_typed": line_typed(plan, target),
         "profiles": [dict(p) for p in plan["profiles"]],
         "plan_sha256": plan_sha256,
         "build_seconds": build_seconds,
@@ -182,6 +195,11 @@ def engine_entry(
         "tolerances": dict(plan["tolerances"]),
         "verified": dict(verified),
     }
+
+
+def line_typed(plan: Mapping[str, Any], target: GpuTarget) -> bool:
+    """Whether an engine of ``plan`` built on ``target`` is strongly typed (11.x: always)."""
+    return target.line == "11.x" or plan_strongly_typed(plan, target.line)
 
 
 def compatibility_problems(entry: Mapping[str, Any], target: GpuTarget) -> list[str]:

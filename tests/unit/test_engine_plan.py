@@ -149,10 +149,12 @@ def test_plan_content():
     assert plan["axes"] == {"batch": [1, 2, 6], "seq": [1, 6, 24]}
     assert plan["profiles"][0]["lengths"] == {"min": [1], "opt": [2], "max": [6]}
     assert plan["kit"]["opt_inputs"] == {n: f"trt/opt/{n}.bin" for n in ("input", "lengths", "h0", "c0")}
+    # fp32 is strongly typed too, on both lines (issue 8; compile builds it so): the kit's trtexec and
+    # polygraphy builds are the same network as seqdeploy's.
     fp32 = _plan("fp32")
-    assert fp32["onnx"] == "model.onnx" and fp32["strongly_typed"] is False
-    assert fp32["tensorrt"]["per_line"]["10.x"]["trtexec_flags"] == ["--noTF32"]
-    assert fp32["tensorrt"]["per_line"]["11.x"]["strongly_typed"] is True  # 11.x is always strongly typed
+    assert fp32["onnx"] == "model.onnx" and fp32["strongly_typed"] is True
+    assert fp32["tensorrt"]["per_line"]["10.x"]["trtexec_flags"] == ["--stronglyTyped", "--noTF32"]
+    assert all(fp32["tensorrt"]["per_line"][line]["strongly_typed"] is True for line in TRT_LINES)
     assert engine_file(plan, sm="75", trt="10.16.1") == "engines/sequence.fp16.sm75.trt10.16.1.plan"
 
 
@@ -174,7 +176,7 @@ def test_scripts_are_valid_bash_with_every_shape(precision, tmp_path):
     assert "--minShapes=input:1x1x5,lengths:1,h0:1x1x4,c0:1x1x4" in trt
     assert "--onnx=" + plan["onnx"] in trt
     poly = render_polygraphy(plan)
-    assert ("--strongly-typed" in poly) == (precision == "fp16")
+    assert " --trt --strongly-typed " in poly  # both precisions: the plan's network, not a weakly typed one
     atol = KIT_TOLERANCES[precision][0]
     assert f"--atol output:{atol:g} h_n:{atol:g} c_n:{atol:g}" in poly
 

@@ -23,6 +23,7 @@ from seqdeploy.engine.target import (
     no_tensorrt_message,
     ort_trt_cache_dir,
     ort_trt_options,
+    plan_strongly_typed,
     proof_plan,
     select_engine,
     trt_line,
@@ -67,10 +68,28 @@ def test_unsupported_versions_are_refused(version):
 def test_the_one_10x_11x_branch():
     # 10.x: opt into STRONGLY_TYPED (bit 1); 11.x: always strongly typed, the flag is deprecated: none.
     assert network_creation_flags("10.x", 1) == 2
+    assert network_creation_flags("10.x", 1, strongly_typed=False) == 0  # only a plan that says so
     assert network_creation_flags("11.x", 1) == 0
+    assert network_creation_flags("11.x", 1, strongly_typed=False) == 0
     with pytest.raises(BackendUnavailable):
         network_creation_flags("9.x", 1)
     assert GpuTarget("11.4.0.106", "7.5", "Tesla T4", "13.0").line == "11.x"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_plan_decides_strong_typing_and_the_entry_records_it(precision):
+    plan = _plan(precision)
+    assert plan_strongly_typed(plan, "10.x") and plan_strongly_typed(plan, "11.x")  # both precisions, both lines
+    e = engine_entry(
+        file="f", plan=plan, target=T4, plan_sha256="0", build_seconds=0, timing_cache=None, builder={}, verified={}
+    )
+    assert e["strongly_typed"] is True
+    old = dict(plan, tensorrt={"per_line": {"10.x": {"strongly_typed": False}}})  # a weakly typed 10.x plan
+    assert not plan_strongly_typed(old, "10.x")
+    e = engine_entry(
+        file="f", plan=old, target=T4, plan_sha256="0", build_seconds=0, timing_cache=None, builder={}, verified={}
+    )
+    assert e["strongly_typed"] is False  # what was really built (was: True, hard-coded)
 
 
 # -- naming and the manifest entry --------------------------------------------------------------------------
