@@ -308,7 +308,7 @@ def test_proof_covers_min_opt_max_and_every_mode_inside_the_profile():
     p = proof_plan(axis_bounds((1, 8, 64), (1, 64, 512)), "fp32", streamable=True, lengths=True)
     assert p.batches == (1, 8, 9, 64) and p.seqs == (1, 64, 512)
     assert p.modes == ("full", "batch", "chunked", "padding", "identities")
-    assert (p.atol, p.rtol) == KIT_TOLERANCES["fp32"] == (1e-4, 1e-3)
+    assert (p.atol, p.rtol) == KIT_TOLERANCES["fp32"] == (1e-4, 1e-4)  # was rtol 1e-3: 10x issue 8's target
     assert p.skipped == ("step: engines are built for the sequence graph only",)
 
 
