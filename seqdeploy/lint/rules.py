@@ -29,7 +29,9 @@ rnn-activations          -    E      E      a bidirectional op whose forward and
 opset-range              -    E      E      the default-domain opset is outside the parser's table
 custom-domain-op         -    E      E      an op outside the ONNX domain (``com.microsoft`` contrib ops such as
                                             the int8 variant's ``DynamicQuantizeLSTM``): no TensorRT importer
-loop-dynamic-scan        -    E      E      a ``Loop`` with scan outputs whose length is only known at run time
+loop-dynamic-scan        -    E      E      a ``Loop`` with scan outputs whose length is only known when it ends:
+                                            no trip count, an early-exit condition, or a trip count read from
+                                            data (a trip count from shapes or constants is fine)
 rnn-initial-state        -    E      E      an fp16 recurrent op without explicit ``initial_h``/``initial_c``: the
                                             parser makes FLOAT zeros, which a strongly typed fp16 network rejects
 =======================  ===  =====  =====  ====================================================================
@@ -320,23 +322,49 @@ def _initial_state_rule(n: Any, types: dict[str, int], add: Add) -> None:
         )
 
 
-def _constants(graph: Any) -> set[str]:
-    names = {i.name for i in graph.initializer}
-    names |= {n.output[0] for n in graph.node if n.op_type == "Constant" and n.output}
-    return names
+def _from_shapes_and_constants(name: str, graph: Any) -> bool:
+    """Whether tensor ``name`` of ``graph`` is computed only from shapes (``Shape``/``Size`` outputs) and
+    constants — a trip count TensorRT can take: its importers set a loop's length from an input's shape at
+    run time (the RNN and CumSum importers do so themselves). Data (a graph input such as ``lengths``, a
+    value read from a tensor) or a name from an enclosing graph makes it data-dependent.
+    """
+    producers = {o: n for n in graph.node for o in n.output if o}
+    constants = {i.name for i in graph.initializer}
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        t = todo.pop()
+        if t in seen or t in constants:
+            continue
+        seen.add(t)
+        node = producers.get(t)
+        if node is None:
+            return False  # a graph input (data) or a name from an enclosing graph
+        if node.op_type in ("Shape", "Size", "Constant"):
+            continue
+        if any(a.HasField("g") or len(a.graphs) for a in node.attribute):
+            return False  # computed by control flow
+        todo.extend(i for i in node.input if i)
+    return True
 
 
 def _loop_scan_rule(n: Any, owner: Any, add: Add) -> None:
+    """A ``Loop`` whose scan outputs TensorRT's parser cannot size: it needs a trip count known before the
+    loop runs (constants or shapes: a dynamic T through shape tensors is fine) and no early exit. A loop
+    whose condition can end it early (a ``while`` loop), or whose trip count is read from data, has scan
+    outputs of a length only known when it ends.
+    """
     carried = len(n.input) - 2
     scans = len(n.output) - carried
     if scans <= 0:
         return
-    consts = _constants(owner)
     trip = n.input[0] if n.input else ""
     cond = n.input[1] if len(n.input) > 1 else ""
     reasons = []
-    if not trip or trip not in consts:
-        reasons.append("its trip count is computed at run time" if trip else "it has no trip count")
+    if not trip:
+        reasons.append("it has no trip count")
+    elif not _from_shapes_and_constants(trip, owner):
+        reasons.append("its trip count is computed from data, not from shapes or constants")
     body = next((a.g for a in n.attribute if a.name == "body"), None)
     if cond or body is None:
         body_cond_in = body.input[1].name if body is not None and len(body.input) > 1 else ""
@@ -351,8 +379,9 @@ def _loop_scan_rule(n: Any, owner: Any, add: Add) -> None:
         add(
             "loop-dynamic-scan",
             n.name,
-            f"{_label(n)} has {scans} scan output(s) whose length is only known at run time "
-            f"({' and '.join(reasons)}); TensorRT's parser requires scan outputs of a build-time length. "
+            f"{_label(n)} has {scans} scan output(s) whose length is only known when the loop ends "
+            f"({' and '.join(reasons)}); TensorRT's parser needs scan outputs whose length is set before the "
+            "loop runs (a trip count from shapes or constants, no early exit). "
             "Export native LSTM/GRU/RNN ops instead of a scripted loop.",
         )
 

@@ -173,14 +173,21 @@ def test_com_microsoft_ops_fail_a_single_file_but_only_warn_as_the_cpu_only_int8
     assert {f["code"] for f in manifest["lint"]["trt10"]["findings"]} == {"custom-domain-op"}
 
 
-def _add_loop(path: Path, *, dynamic: bool) -> None:
-    """A side Loop over the input with one scan output (not wired to any graph output)."""
+def _add_loop(path: Path, *, trip: str, early_exit: bool = False) -> None:
+    """A side Loop over the input with one scan output (not wired to any graph output).
+
+    ``trip``: ``constant`` (4), ``shape`` (seq, read from the input's shape at run time), ``data`` (a value
+    of the input tensor itself) or ``none``; ``early_exit``: the body computes its condition (a while loop).
+    """
     with edit_onnx(path) as model:
+        body_nodes = [helper.make_node("Cast", ["i"], ["scan_out"], to=TensorProto.FLOAT)]
+        if early_exit:  # keep going while i < 2: the loop can stop before its trip count
+            model.graph.initializer.extend([numpy_helper.from_array(np.array(2, np.int64), "loop_limit")])
+            body_nodes.append(helper.make_node("Less", ["i", "loop_limit"], ["cond_out"]))
+        else:
+            body_nodes.append(helper.make_node("Identity", ["cond_in"], ["cond_out"]))
         body = helper.make_graph(
-            [
-                helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-                helper.make_node("Cast", ["i"], ["scan_out"], to=TensorProto.FLOAT),
-            ],
+            body_nodes,
             "body",
             [
                 helper.make_tensor_value_info("i", TensorProto.INT64, []),
@@ -192,36 +199,58 @@ def _add_loop(path: Path, *, dynamic: bool) -> None:
             ],
         )
         nodes = []
-        if dynamic:  # trip count = seq, read from the input's shape at run time
-            model.graph.initializer.extend([numpy_helper.from_array(np.array([0], np.int64), "loop_idx")])
+        model.graph.initializer.extend([numpy_helper.from_array(np.array([0], np.int64), "loop_idx")])
+        if trip == "shape":  # trip count = seq, from the input's shape: TensorRT sizes the scan from it
             nodes += [
                 helper.make_node("Shape", ["input"], ["loop_shape"]),
                 helper.make_node("Gather", ["loop_shape", "loop_idx"], ["loop_trip_1d"]),
                 helper.make_node("Squeeze", ["loop_trip_1d"], ["loop_trip"]),
             ]
-        else:
+        elif trip == "data":  # trip count = a value read from the input tensor: known only at run time
+            nodes += [
+                helper.make_node("ReduceMax", ["input"], ["loop_max"], keepdims=0),
+                helper.make_node("Cast", ["loop_max"], ["loop_trip"], to=TensorProto.INT64),
+            ]
+        elif trip == "constant":
             model.graph.initializer.extend([numpy_helper.from_array(np.array(4, np.int64), "loop_trip")])
-        nodes.append(helper.make_node("Loop", ["loop_trip", ""], ["scanned"], name="side_loop", body=body))
+        cond = ""
+        if early_exit:
+            model.graph.initializer.extend([numpy_helper.from_array(np.array(True), "loop_go")])
+            cond = "loop_go"
+        trip_name = "" if trip == "none" else "loop_trip"
+        nodes.append(helper.make_node("Loop", [trip_name, cond], ["scanned"], name="side_loop", body=body))
         model.graph.node.extend(nodes)
 
 
-def test_loop_with_a_runtime_scan_length(export_tiny, copy_export):
+@pytest.mark.parametrize(
+    ("trip", "early_exit", "why"),
+    [
+        ("data", False, "trip count is computed from data, not from shapes or constants"),
+        ("shape", True, "its condition can end it early"),
+        ("none", True, "it has no trip count and its condition can end it early"),
+    ],
+)
+def test_loop_with_a_scan_length_known_only_when_it_ends(export_tiny, copy_export, trip, early_exit, why):
     d = copy_export(export_tiny())
-    _add_loop(d / "model.onnx", dynamic=True)
+    _add_loop(d / "model.onnx", trip=trip, early_exit=early_exit)
     code, report, _ = lint(d, "trt10")
     assert code == 1 and codes(report) == ["loop-dynamic-scan"]
     (f,) = [f for f in report["findings"] if f["severity"] == "error"]
     assert f["node"] == "side_loop"
-    assert "1 scan output(s)" in f["message"] and "trip count is computed at run time" in f["message"]
+    assert "1 scan output(s)" in f["message"] and why in f["message"]
     assert codes(report, "warning") == ["loop-op"]
     assert lint(d, "ort")[0] == 0  # ORT runs it; only the warning
 
 
-def test_loop_with_a_constant_trip_count_only_warns(export_tiny, copy_export):
+@pytest.mark.parametrize("trip", ["constant", "shape"])
+def test_loop_with_a_trip_count_from_constants_or_shapes_only_warns(export_tiny, copy_export, trip):
+    # A trip count from the input's shape is what scripted RNN loops have; onnx-tensorrt sizes scan outputs
+    # from shapes at run time (was: flagged as an error, which blocked compile --plan-only).
     d = copy_export(export_tiny())
-    _add_loop(d / "model.onnx", dynamic=False)
-    code, report, _ = lint(d, "trt11")
-    assert code == 0 and codes(report, None) == ["loop-op"]
+    _add_loop(d / "model.onnx", trip=trip)
+    for target in ("trt10", "trt11"):
+        code, report, _ = lint(d, target)
+        assert code == 0 and codes(report, None) == ["loop-op"], target
 
 
 def test_fp16_recurrent_op_without_explicit_states(export_tiny, copy_export):
