@@ -169,7 +169,9 @@ class TrtRunner(BaseRunner):
             if not ok:
                 stream.synchronize()
                 why = "; ".join(self._log.errors()) or "no reason given"
-                raise UsageError(f"backend '{self.name}': execute_async_v3 failed: {why}")
+                # A launch that fails on a proven engine is the GPU or the driver failing (out of memory, a
+                # lost device), not the user's input: this backend cannot run here now.
+                raise BackendUnavailable(f"backend '{self.name}': TensorRT's execute_async_v3 failed: {why}")
             result = {n: t.cpu().numpy() for n, t in outs.items()}
         stream.synchronize()
         self._last_device_ms = float(begin.elapsed_time(end))

@@ -47,6 +47,12 @@ def _dims(shape: Any) -> trt.Dims:
     return trt.Dims([int(d) for d in shape])
 
 
+def _code_name(code: trt.ErrorCode) -> str:
+    # pybind11 enums print as "ErrorCode.UNSUPPORTED_NODE"; the stubs type ``.name`` as a static method (a
+    # stub generation artefact), so the member name is taken from str(), which both agree on.
+    return str(code).rsplit(".", 1)[-1]
+
+
 def _shape_list(dims: trt.Dims) -> list[int]:
     return [int(dims[i]) for i in range(len(dims))]
 
@@ -102,7 +108,11 @@ def build_serialized(
         failures = []
         for i in range(parser.num_errors):
             err: trt.ParserError = parser.get_error(i)
-            failures.append(ParserFailure(node=err.node_name(), op=str(err.code()), message=err.desc()))
+            failures.append(
+                ParserFailure(
+                    node=err.node_name(), code=_code_name(err.code()), message=err.desc(), operator=err.node_operator()
+                )
+            )
         raise ParseError(f"TensorRT's ONNX parser rejected {onnx_path.name}", failures)
     network_inputs = {t.name: _shape_list(t.shape) for t in (network.get_input(i) for i in range(network.num_inputs))}
     dynamic = sorted(n for n, shape in network_inputs.items() if -1 in shape)

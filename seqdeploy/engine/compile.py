@@ -300,19 +300,20 @@ def compile_engine(
         threads: Threads of the CPU reference in the proof.
         allow_modified: Accept a bundle whose files differ from its manifest.
         max_memory_gb: Memory limit of the proof's sweep.
-        probe: Returns the running GPU target (tests replace it; default: TensorRT + torch.cuda).
+        probe: Returns the running GPU target (tests replace it; default: TensorRT + torch.cuda, and a
+            TensorRT builder created once, so that a machine that cannot build fails before any write).
         verbose: Keep TensorRT's info messages in the build log.
 
     Raises:
-        BackendUnavailable: No TensorRT, or no CUDA device (exit 3; nothing written), or TensorRT
-            cannot create a builder here.
+        BackendUnavailable: No TensorRT, no CUDA device, or TensorRT cannot create a builder here (exit 3;
+            checked before anything is written).
         UsageError: Bad options, no fp16 variant, or the engine is already recorded (without ``force``).
         ExportError: TensorRT's parser rejected the graph (each error with its node and the lint finding
             that explains it), or the build failed.
         ParityError: The engine disagrees with PyTorch beyond the precision's tolerance (deleted, unrecorded).
         Interrupted: Ctrl-C or SIGTERM before the commit (nothing recorded).
     """
-    from seqdeploy.engine._trt import running_target
+    from seqdeploy.engine._trt import build_target
 
     start = time.perf_counter()
     check_build_options(workspace_gib, opt_level)
@@ -325,7 +326,8 @@ def compile_engine(
         )
     _refuse_strays(bundle)
     try:
-        target = (probe or running_target)(f"seqdeploy compile --precision {precision}")
+        # Before anything is written (the plan included): a machine that cannot build leaves the bundle as it was.
+        target = (probe or build_target)(f"seqdeploy compile --precision {precision}")
     except BackendUnavailable as exc:
         raise BackendUnavailable(no_tensorrt_message(str(exc), str(bundle_dir), precision)) from exc
 
@@ -345,6 +347,8 @@ def compile_engine(
         plan = recorded_plan(Bundle.load(bundle_dir, allow_modified=allow_modified), precision)
     if plan is None:
         raise InternalError(f"{bundle_dir}: compile --plan-only did not record a {precision} plan")
+    # Errors from here on leave the plan this run committed (if it made one) recorded: they say so.
+    kept = "" if reused else f"; the plan {KIT_DIR}/ written by this run stays recorded"
     rel = engine_path(plan, target)
     name = rel.split("/", 1)[1]
 
@@ -373,7 +377,7 @@ def compile_engine(
             "tf32": False,
         }
         cache_in = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else None
-        result = _build(bundle, plan, target, builder, cache_in, verbose)
+        result = _build(bundle, plan, target, builder, cache_in, verbose, kept=kept)
         (staged / name).write_bytes(result.plan)
         if timing_cache is not None and result.timing_cache is not None:
             with staged_file(timing_cache) as tmp:
@@ -390,7 +394,7 @@ def compile_engine(
             builder=builder,
             verified={},
         )
-        report, proof = _prove(bundle, plan, candidate_entry, others, seed, threads, max_memory_gb)
+        report, proof = _prove(bundle, plan, candidate_entry, others, seed, threads, max_memory_gb, kept)
         spec = bundle.specs[str(plan["graph"])]
         entry = {
             **candidate_entry,
@@ -429,8 +433,12 @@ def _build(
     builder: dict[str, Any],
     cache: bytes | None,
     verbose: bool,
+    kept: str = "",
 ) -> BuildResult:
-    """``build_serialized`` with parser errors explained by the lint findings on the same nodes."""
+    """``build_serialized`` with parser errors explained by the lint findings on the same nodes.
+
+    ``kept``: what this run already recorded, for the message (``"; the plan trt/ ... stays recorded"``).
+    """
     from seqdeploy.engine.build import ParseError, build_serialized
     from seqdeploy.lint import lint_manifest
 
@@ -451,7 +459,7 @@ def _build(
         findings = lint_manifest(bundle.path, bundle.manifest, lint_target, only=[onnx_file]).findings
         lines = explain_parser_errors(exc.failures, findings, onnx_file)
         raise ExportError(
-            f"TensorRT {target.tensorrt}'s ONNX parser rejected {onnx_file} (nothing was written):\n  "
+            f"TensorRT {target.tensorrt}'s ONNX parser rejected {onnx_file} (no engine was written{kept}):\n  "
             + "\n  ".join(lines)
         ) from None
 
@@ -464,6 +472,7 @@ def _prove(
     seed: int,
     threads: int | None,
     max_memory_gb: float | None,
+    kept: str = "",
 ) -> tuple[ParityReport, ProofPlan]:
     """Verify the staged engine against fp32 PyTorch on an in-memory manifest that records it.
 
@@ -493,11 +502,16 @@ def _prove(
     )
     report = verify(dataclasses.replace(bundle, manifest=candidate_manifest, identity=()), opts)
     if report.partial:
-        raise Interrupted(f"compile interrupted while proving {candidate['file']}; nothing was recorded")
+        raise Interrupted(
+            f"compile interrupted while proving {candidate['file']}; the engine was not recorded"
+            + (kept or "; nothing was recorded")
+        )
     if not report.passed:
         raise ParityError(
             f"the {precision} engine failed its proof against fp32 PyTorch at atol {proof.atol:g} / rtol "
-            f"{proof.rtol:g} (it was deleted and nothing was recorded): {report.summary()}",
+            f"{proof.rtol:g} (it was deleted and "
+            + (f"not recorded{kept}" if kept else "nothing was recorded")
+            + f"): {report.summary()}",
             report,
         )
     return report, proof

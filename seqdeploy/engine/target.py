@@ -21,6 +21,7 @@ from seqdeploy.spec import BATCH, SEQ, IOSpec
 
 __all__ = [
     "ENGINES_DIR",
+    "GPU_EXTRA_TENSORRT",
     "MAX_OPT_LEVEL",
     "NUMPY_FROM_TRT",
     "ORT_TRT_CACHE_DIR",
@@ -45,6 +46,9 @@ __all__ = [
     "trt_line",
     "unresolved_outputs",
 ]
+
+GPU_EXTRA_TENSORRT = "tensorrt-cu12==10.16.1.11"
+"""What the ``gpu`` extra pins (pyproject.toml; a test keeps the two equal): engines are tied to it."""
 
 ENGINES_DIR = "engines"
 """Engines live in ``DIR/engines/``; every file there is listed in the manifest (``files``) with its sha256."""
@@ -86,7 +90,7 @@ def trt_line(version: str) -> str:
     if line not in TRT_LINES:
         raise BackendUnavailable(
             f"TensorRT {version} is not supported: seqdeploy builds with TensorRT {' or '.join(TRT_LINES)} "
-            "(pip install 'seqdeploy[gpu]' pins tensorrt-cu12>=10,<12)"
+            f"(pip install 'seqdeploy[gpu]' installs {GPU_EXTRA_TENSORRT}; 11.x is driven too when installed)"
         )
     return line
 
@@ -351,10 +355,12 @@ class ParserFailure:
 
     node: str
     """The ONNX node name (``ParserError.node_name()``), ``""`` when the error is not about a node."""
-    op: str
-    """The error code's name (``ParserError.code()``)."""
+    code: str
+    """The error code's name (``ParserError.code().name``, e.g. ``UNSUPPORTED_NODE``)."""
     message: str
     """``ParserError.desc()``."""
+    operator: str = ""
+    """The node's op type (``ParserError.node_operator()``), ``""`` when the error is not about a node."""
 
 
 def explain_parser_errors(errors: Sequence[ParserFailure], findings: Sequence[Finding], onnx_file: str) -> list[str]:
@@ -363,8 +369,12 @@ def explain_parser_errors(errors: Sequence[ParserFailure], findings: Sequence[Fi
     """
     lines = []
     for err in errors:
-        where = f"node '{err.node}'" if err.node else "the graph"
-        lines.append(f"{onnx_file}: {where}: {err.message} [{err.op}]")
+        where = (
+            (f"{err.operator} node '{err.node}'" if err.operator else f"node '{err.node}'")
+            if err.node
+            else "the graph"
+        )
+        lines.append(f"{onnx_file}: {where}: {err.message} [{err.code}]")
         related = [f for f in findings if f.graph in ("", onnx_file) and f.node == err.node]
         if related:
             lines += [f"    explained by lint {f.code} ({f.severity}): {f.message}" for f in related]

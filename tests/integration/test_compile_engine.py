@@ -76,7 +76,7 @@ def fake_gpu(monkeypatch, tmp_path):
     state: dict[str, float | None] = {"perturb": None}
     builds: list[str] = []
 
-    def fake_build(bundle, plan, target, builder, cache, verbose):
+    def fake_build(bundle, plan, target, builder, cache, verbose, kept=""):
         src = bundle.file(plan["onnx"])
         builds.append(plan["onnx"])
         if state["perturb"] is None:
@@ -90,6 +90,7 @@ def fake_gpu(monkeypatch, tmp_path):
 
     monkeypatch.setattr("seqdeploy.engine.compile._build", fake_build)
     monkeypatch.setattr(_trt, "running_target", lambda purpose: T4)
+    monkeypatch.setattr(_trt, "build_target", lambda purpose: T4)  # ... and TensorRT could create a builder
     for name, precision in (("trt", "fp32"), ("trt-fp16", "fp16")):
 
         def factory(n, bundle, graph, threads, _p=precision):
@@ -207,7 +208,14 @@ def test_parser_errors_name_the_node_and_leave_nothing(export_tiny, copy_export,
     msg = str(info.value)
     assert f"model.onnx: node '{node}': Assertion failed: something [UNSUPPORTED_NODE]" in msg
     assert "no seqdeploy lint rule predicts this error" in msg  # a clean export: no finding on that node
+    assert "(no engine was written)" in msg  # the plan existed before this run
     assert info.value.exit_code == 1 and tree(d) == before
+    # Without a plan, compile commits one first: the message says it stays (was: "nothing was written").
+    shutil.rmtree(d)
+    d = copy_export(export_tiny(**LSTM_LEN))
+    with pytest.raises(ExportError, match=r"no engine was written; the plan trt/ written by this run stays recorded"):
+        compile_engine(d)
+    assert (d / "trt/plan.json").is_file() and "trt" in json.loads((d / "manifest.json").read_text())
 
 
 def test_a_timing_cache_inside_the_bundle_is_refused(export_tiny, copy_export, fake_gpu):
@@ -284,6 +292,52 @@ def test_compile_without_a_cuda_device_exits_3_and_leaves_nothing(export_tiny, c
     assert res.exit_code == 3, res.output
     assert "torch sees no CUDA device" in res.output and "seqdeploy[gpu]" in res.output
     assert "--plan-only" in res.output and tree(d) == before
+
+
+def test_a_gpu_that_cannot_build_exits_3_before_the_plan_is_written(export_tiny, copy_export, monkeypatch):
+    """TensorRT imports and torch sees the GPU, but the driver is broken: trt.Builder fails (pybind11's
+    TypeError, NVIDIA/TensorRT#2913). Found before the plan is committed (was: trt/ rewritten, then exit 3)."""
+    import sys
+
+    from tests.unit import _fake_tensorrt
+
+    d = copy_export(export_tiny(**LSTM_LEN))
+    before = tree(d)
+    monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt.make_module(inputs={}, no_gpu=True))
+    monkeypatch.setattr(type(_trt.trt), "_module", None)
+    monkeypatch.setattr(_trt, "running_target", lambda purpose: T4)
+    res = CliRunner().invoke(cli, ["compile", str(d)])
+    assert res.exit_code == 3, res.output
+    assert "could not create a builder" in res.output and "CUDA initialization failure" in res.output
+    assert tree(d) == before and not (d / "trt").exists()
+
+
+def test_a_tensorrt_that_fails_to_import_is_unavailable_not_a_crash(export_tiny, copy_export, monkeypatch):
+    """A library mismatch makes the bindings raise OSError/RuntimeError on import (not ImportError)."""
+    import importlib.util
+
+    from seqdeploy.backends.probe import availability
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return object() if name == "tensorrt" else real_find_spec(name, *args)
+
+    def broken(*args, **kwargs):
+        raise OSError("libnvinfer.so.10: version `TRT_10.16' not found")
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(_trt, "require", broken)
+    monkeypatch.setattr(type(_trt.trt), "_module", None)
+    ok, why = _trt.tensorrt_status()
+    assert not ok and "does not import (OSError: libnvinfer.so.10" in why  # was: the OSError escaped (exit 70)
+    ok, why = availability("trt-fp16")
+    assert not ok and "OSError" in why
+    d = copy_export(export_tiny(**LSTM_LEN))
+    before = tree(d)
+    res = CliRunner().invoke(cli, ["compile", str(d)])
+    assert res.exit_code == 3 and "does not import" in res.output, res.output
+    assert tree(d) == before
 
 
 # -- the trt runner refuses before TensorRT is touched --------------------------------------------------------

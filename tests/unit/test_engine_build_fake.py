@@ -99,9 +99,9 @@ def test_parser_errors_keep_their_nodes(fake_trt):
     fake_trt(parse_errors=[("/rnn/LSTM", "Assertion failed: layout == 0"), ("", "opset 30 unsupported")])
     with pytest.raises(ParseError) as info:
         build()
-    assert [(f.node, f.message) for f in info.value.failures] == [
-        ("/rnn/LSTM", "Assertion failed: layout == 0"),
-        ("", "opset 30 unsupported"),
+    assert [(f.node, f.operator, f.code, f.message) for f in info.value.failures] == [
+        ("/rnn/LSTM", "LSTM", "UNSUPPORTED_NODE", "Assertion failed: layout == 0"),  # was op="ErrorCode...."
+        ("", "", "UNSUPPORTED_NODE", "opset 30 unsupported"),
     ]
     assert info.value.exit_code == 1
 

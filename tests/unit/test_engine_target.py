@@ -287,18 +287,32 @@ def test_parser_errors_are_explained_by_lint_findings_on_the_same_node():
         Finding("loop-op", "warning", "other.onnx", "/rnn/LSTM", "not this file"),
     ]
     errors = [
-        ParserFailure("/rnn/LSTM", "UNSUPPORTED_NODE", "Assertion failed: layout"),
+        ParserFailure("/rnn/LSTM", "UNSUPPORTED_NODE", "Assertion failed: layout", operator="LSTM"),
         ParserFailure("", "INVALID_GRAPH", "unsupported opset"),
         ParserFailure("/head/Gemm", "INTERNAL_ERROR", "weird"),
     ]
     lines = explain_parser_errors(errors, findings, "model.onnx")
-    assert lines[0] == "model.onnx: node '/rnn/LSTM': Assertion failed: layout [UNSUPPORTED_NODE]"
+    assert lines[0] == "model.onnx: LSTM node '/rnn/LSTM': Assertion failed: layout [UNSUPPORTED_NODE]"
     assert lines[1] == "    explained by lint rnn-layout (error): layout=1 is not supported by TensorRT"
     assert lines[2] == "model.onnx: the graph: unsupported opset [INVALID_GRAPH]"
     assert lines[3] == "    explained by lint opset-range (error): opset 30 is outside 9-24"
     assert lines[4].startswith("model.onnx: node '/head/Gemm'")
     assert "no seqdeploy lint rule predicts this error" in lines[5] and "NVIDIA/TensorRT#1177" in lines[5]
     assert len(lines) == 6  # the other file's finding is not used
+
+
+def test_the_gpu_extra_pin_is_what_pyproject_pins():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from seqdeploy.engine.target import GPU_EXTRA_TENSORRT
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    gpu = pyproject["project"]["optional-dependencies"]["gpu"]
+    assert any(re.sub(r"\s", "", d).startswith(GPU_EXTRA_TENSORRT) for d in gpu), gpu
+    with pytest.raises(BackendUnavailable, match=re.escape(f"installs {GPU_EXTRA_TENSORRT}")):
+        trt_line("9.3.0")  # was: "pins tensorrt-cu12>=10,<12", which pyproject no longer said
 
 
 # -- the proof -----------------------------------------------------------------------------------------------
