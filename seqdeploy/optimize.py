@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from seqdeploy._atomic import Transaction, bundle_transaction, fault_point
+from seqdeploy._atomic import Transaction, bundle_transaction, committed_paths, fault_point
 from seqdeploy._lazy import require
 from seqdeploy.errors import ExportError, Interrupted, ParityError, UsageError
 from seqdeploy.feeds import make_feeds
@@ -100,10 +100,25 @@ def _prove(bundle: Bundle, variant: str, entry: Mapping[str, Any], opts: VerifyO
     candidate.setdefault("variants", {})[variant] = dict(entry)
     report = verify(dataclasses.replace(bundle, manifest=candidate, identity=()), opts)
     if report.partial:
-        raise Interrupted(f"optimize --{variant} interrupted while proving the variant; nothing was recorded")
+        raise Interrupted(
+            f"optimize --{variant} interrupted while proving the variant; {_not_recorded(bundle, variant)}"
+        )
     if not report.passed:
-        raise ParityError(f"{variant} variant failed its tolerance (nothing was recorded): {report.summary()}", report)
+        raise ParityError(
+            f"{variant} variant failed its tolerance ({_not_recorded(bundle, variant)}): {report.summary()}", report
+        )
     return report
+
+
+def _not_recorded(bundle: Bundle, variant: str) -> str:
+    """What a failed variant leaves: nothing, or — ``optimize --int8 --fp16`` — what this run committed to
+    the same bundle before it (``_atomic.committed_paths``, reset by the CLI for each run).
+    """
+    root = Path(os.path.realpath(bundle.path))
+    earlier = [p.name for p in committed_paths() if p.parent == root]
+    if earlier:
+        return f"the {variant} variant was not recorded; this run recorded {', '.join(earlier)} before it"
+    return "nothing was recorded"
 
 
 def _record(tx: Transaction, bundle: Bundle, variant: str, entry: dict[str, Any], staged: Mapping[str, Path]) -> None:

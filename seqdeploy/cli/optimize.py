@@ -39,8 +39,9 @@ def optimize_cmd(
     range, naming the tensor. Prints max|Δ| vs fp32 PyTorch at seq 1, 64 and the config's max seq.
 
     Each variant is verified against the fp32 PyTorch reference at its tolerance before it is
-    recorded. Exit codes: 0 ok, 1 the variant failed (nothing recorded), 2 usage, 3 onnxruntime
-    missing, 130 interrupted (nothing recorded).
+    recorded, each in its own commit (with both flags: int8 first, then fp16). Exit codes: 0 ok, 1 a
+    variant failed (it is not recorded; one committed before it in the same run stays, and the message
+    names it), 2 usage, 3 onnxruntime missing, 130 interrupted (the variant being made is not recorded).
     """
     from seqdeploy.errors import UsageError
     from seqdeploy.optimize import make_fp16, quantize_int8, render_error_vs_seq
