@@ -377,6 +377,23 @@ def test_trt_runner_refuses_a_missing_engine_file(export_tiny, copy_export, fake
         runner.__enter__()
 
 
+def test_trt_runner_refuses_an_engine_built_from_an_earlier_graph_file(
+    export_tiny, copy_export, fake_gpu, monkeypatch
+):
+    """The real runner hashes the graph file on disk: an engine whose onnx_sha256 is another file's never runs,
+    even when the manifest's table was not updated (a bundle accepted with --allow-modified)."""
+    from seqdeploy.backends.trt import TrtRunner
+
+    d = _recorded(export_tiny, copy_export, fake_gpu)
+    perturb_weight(d / "model.onnx", delta=1e-3)  # the graph file changes (and is re-stamped)
+    b = Bundle.load(d)
+    monkeypatch.setattr("seqdeploy.backends.trt.running_target", lambda purpose: T4)
+    runner = TrtRunner("trt", b.specs["sequence"], b.manifest, b.path, precision="fp32", graph="sequence")
+    with pytest.raises(UsageError, match=r"was built from an earlier model\.onnx") as info:
+        runner.__enter__()
+    assert f"Rebuild it on this GPU with 'seqdeploy compile {d}'" in str(info.value)
+
+
 def test_trt_runner_refuses_shapes_outside_the_profile_before_launching(export_tiny, copy_export, fake_gpu):
     from seqdeploy.backends.trt import TrtRunner
 
