@@ -165,3 +165,5 @@ def _plan(
     click.echo(f"kit cases (batch x seq): {cases}; golden outputs from fp32 torch")
     click.echo(f"wrote {len(result.files)} files to {result.path} ({result.duration_s:.2f} s)")
     click.echo(f"on the target: {result.path}/trtexec.sh build 10   or   {result.path}/polygraphy.sh")
+    out = f"{Path(bundle_dir).resolve()}.trt-out"
+    click.echo(f"  (they write engines and the timing cache to $TRT_OUT, default {out}, not into the bundle)")

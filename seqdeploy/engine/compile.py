@@ -256,8 +256,9 @@ def _refuse_strays(bundle: Bundle) -> None:
     strays = [x for x in found if x not in recorded]
     if strays:
         raise UsageError(
-            f"{bundle.path}: {ENGINES_DIR}/ holds files seqdeploy did not build or record: {strays} (made by "
-            "trtexec.sh or polygraphy.sh?). Move them out of the bundle first: 'seqdeploy compile' replaces "
+            f"{bundle.path}: {ENGINES_DIR}/ holds files seqdeploy did not build or record: {strays} (made by hand, "
+            "or by the trtexec.sh/polygraphy.sh of an older kit, which wrote into the bundle?). Move them out of "
+            "the bundle first: 'seqdeploy compile' replaces "
             f"{ENGINES_DIR}/ as a whole, and only runs engines it proved"
         )
 
