@@ -10,8 +10,10 @@ common 1.16 / ORT 1.32, docs/tensorrt.md).
 What the pass does, in order (every step is a plain graph edit; nothing is guessed from names):
 
 1. refuses graphs it cannot convert faithfully: control flow (subgraphs), ops that create float
-   tensors from a ``dtype`` attribute, casts to double, and any float weight or constant beyond the
-   fp16 range (|x| > 65504) — the error names each tensor;
+   tensors from a ``dtype`` attribute, casts to double, ops whose ONNX type constraints do not admit
+   float16 where they would receive or produce it (a float ``Range``, for example), and any float
+   weight or constant beyond the fp16 range (a finite |x| > 65504, or NaN; ±inf is exact in fp16 and
+   kept, e.g. the ``-inf`` that masks padded steps in max pooling) — the error names each node or tensor;
 2. converts every float32 initializer and constant (``Constant``, ``ConstantOfShape``) to fp16 and
    retargets ``Cast(to=FLOAT)`` to ``FLOAT16`` (e.g. the lengths of mean pooling);
 3. keeps the I/O contract: each float32 graph input gets a ``Cast`` to fp16 right after it, each float32
@@ -32,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from seqdeploy._lazy import require
-from seqdeploy.errors import ExportError, InternalError
-from seqdeploy.lint.rules import FP16_MAX
+from seqdeploy.errors import ExportError
+from seqdeploy.lint.rules import FP16_MAX, finite_peak
 
 __all__ = ["FP16_MAX", "activation_peaks", "convert_to_fp16", "range_violations", "weight_peaks"]
 
@@ -56,8 +58,20 @@ def _float_tensors(graph: Any) -> Iterable[tuple[str, Any]]:
                 yield (node.output[0] if node.output else node.name), a.t
 
 
+def _merge_peak(old: float | None, new: float) -> float:
+    """The larger of two peaks, NaN winning (``max`` would keep whichever comes first)."""
+    if old is None:
+        return new
+    if np.isnan(old) or np.isnan(new):
+        return float("nan")
+    return max(old, new)
+
+
 def weight_peaks(model: Any) -> dict[str, float]:
-    """``max|x|`` of every float32 initializer and constant tensor (value attributes included)."""
+    """``max|x|`` of every float32 initializer and constant tensor (value attributes included).
+
+    Peaks are :func:`~seqdeploy.lint.rules.finite_peak`: finite values only, NaN kept.
+    """
     from onnx import numpy_helper
 
     peaks: dict[str, float] = {}
@@ -65,29 +79,32 @@ def weight_peaks(model: Any) -> dict[str, float]:
         if t.data_type == _FLOAT:
             arr = numpy_helper.to_array(t)
             if arr.size:
-                peaks[name] = float(np.abs(arr).max())
+                peaks[name] = finite_peak(arr)
     for node in model.graph.node:
         if node.op_type == "Constant":
             for a in node.attribute:
                 if a.name == "value_float":
-                    peaks[node.output[0]] = abs(float(a.f))
+                    peaks[node.output[0]] = finite_peak(np.asarray([a.f]))
                 elif a.name == "value_floats" and len(a.floats):
-                    peaks[node.output[0]] = float(np.abs(np.asarray(a.floats)).max())
+                    peaks[node.output[0]] = finite_peak(np.asarray(a.floats))
     return peaks
 
 
 def range_violations(peaks: Mapping[str, float]) -> list[tuple[str, float]]:
-    """``(name, peak)`` of every tensor beyond the fp16 range (NaN/inf peaks included), worst first."""
-    bad = [(n, p) for n, p in peaks.items() if not np.isfinite(p) or p > FP16_MAX]
-    return sorted(bad, key=lambda item: -item[1] if np.isfinite(item[1]) else -np.inf)
+    """``(name, peak)`` of every tensor that does not survive fp16: a NaN, or a finite ``|x| > 65504``,
+    worst first (NaN first). Peaks come from :func:`~seqdeploy.lint.rules.finite_peak`, so a deliberate
+    ±inf is not a violation.
+    """
+    bad = [(n, p) for n, p in peaks.items() if np.isnan(p) or p > FP16_MAX]
+    return sorted(bad, key=lambda item: -np.inf if np.isnan(item[1]) else -item[1])
 
 
 def _refuse_range(bad: Sequence[tuple[str, float]], what: str) -> ExportError:
-    listed = ", ".join(f"'{n}' (|x| = {p:.6g})" for n, p in bad[:8])
+    listed = ", ".join(f"'{n}' (holds NaN)" if np.isnan(p) else f"'{n}' (|x| = {p:.6g})" for n, p in bad[:8])
     more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
     return ExportError(
         f"cannot make an fp16 variant: {what} exceed the fp16 range (65504): {listed}{more}. "
-        "In fp16 they would become inf; rescale the model (or keep it fp32 for TensorRT)"
+        "In fp16 they would become inf (or stay NaN); rescale the model (or keep it fp32 for TensorRT)"
     )
 
 
@@ -116,6 +133,15 @@ def convert_to_fp16(model: Any) -> Any:
     bad = range_violations(weight_peaks(m))
     if bad:
         raise _refuse_range(bad, "weights")
+    problems = _fp16_type_problems(m, onnx)
+    if problems:
+        listed = "\n  ".join(problems[:8]) + (f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise ExportError(
+            "cannot make an fp16 variant: these ops do not accept float16 where the fp16 graph would give "
+            f"it to them (their ONNX type constraints exclude it):\n  {listed}\n"
+            "Keep the model fp32 for TensorRT, or change the model so that these values are computed in "
+            "another type (e.g. an integer Range)"
+        )
 
     def to16(t: Any) -> Any:
         return numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name)
@@ -134,8 +160,70 @@ def convert_to_fp16(model: Any) -> Any:
         m = onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
         onnx.checker.check_model(m, full_check=True)
     except Exception as exc:  # noqa: BLE001 - onnx raises InferenceError, ValidationError, ...
-        raise InternalError(f"the fp16 pass produced an inconsistent graph (a seqdeploy bug): {exc}") from None
+        # The type check above covers the ops' declared constraints; what is left is a graph this pass does
+        # not understand (an op whose types follow an attribute, a contrib op, ...): the graph's property,
+        # refused like the others (exit 1), not reported as a crash.
+        raise ExportError(
+            f"cannot make an fp16 variant: ONNX type inference rejects the converted graph: {exc}. The graph uses "
+            "an op the fp16 pass cannot convert; keep the model fp32 for TensorRT (for an unmodified seqdeploy "
+            "export this is a seqdeploy bug: please report it with the graph)"
+        ) from None
     return m
+
+
+def _declared_types(model: Any, onnx: Any) -> dict[str, int]:
+    """Element type of every tensor of the (fp32) graph whose type is declared or inferable."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - best effort: the declared types remain
+        inferred = model
+    g = inferred.graph
+    types = {i.name: int(i.data_type) for i in g.initializer}
+    for v in (*g.input, *g.output, *g.value_info):
+        if v.type.HasField("tensor_type"):
+            types.setdefault(v.name, int(v.type.tensor_type.elem_type))
+    return types
+
+
+def _fp16_type_problems(model: Any, onnx: Any) -> list[str]:
+    """Nodes whose ONNX schema does not admit ``tensor(float16)`` for an input or output that is float32
+    now and will be float16 after the pass (every float tensor inside the graph is converted).
+
+    ``Cast`` (retargeted), ``Constant`` and ``ConstantOfShape`` (values converted) are the pass's own
+    business; ops outside the known domains or opsets cannot be checked here and are left to the type
+    inference that ends the pass.
+    """
+    types = _declared_types(model, onnx)
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): int(o.version) for o in model.opset_import}
+    variadic = onnx.defs.OpSchema.FormalParameterOption.Variadic
+    problems = []
+    for node in model.graph.node:
+        if node.op_type in ("Cast", "Constant", "ConstantOfShape"):
+            continue
+        domain = "" if node.domain == "ai.onnx" else node.domain
+        try:
+            schema = onnx.defs.get_schema(node.op_type, opsets.get(domain, 1), domain)
+        except onnx.defs.SchemaError:
+            continue
+        allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+        refused: dict[str, list[str]] = {}  # type parameter -> the node's inputs/outputs bound to it
+        for names, formals in ((node.input, schema.inputs), (node.output, schema.outputs)):
+            for i, name in enumerate(names):
+                if not name or types.get(name) != _FLOAT or not formals:
+                    continue
+                formal = formals[min(i, len(formals) - 1)]
+                if i >= len(formals) and formal.option != variadic:
+                    continue
+                if "tensor(float16)" not in allowed.get(formal.type_str, {formal.type_str}):
+                    refused.setdefault(formal.type_str, []).append(f"{formal.name} '{name}'")
+        for type_str, uses in refused.items():
+            admitted = ", ".join(
+                t.removeprefix("tensor(").removesuffix(")") for t in sorted(allowed.get(type_str, {type_str}))
+            )
+            problems.append(
+                f"{node.op_type} node '{node.name}': {', '.join(uses)} would be float16; {type_str} admits {admitted}"
+            )
+    return problems
 
 
 def _int_attr(node: Any, name: str) -> int | None:
@@ -251,7 +339,8 @@ def _zero_state_nodes(node: Any, slots: list[int], helper: Any, numpy_helper: An
 def activation_peaks(
     path: Path, feeds: Sequence[Mapping[str, np.ndarray]], *, threads: int | None = None
 ) -> dict[str, float]:
-    """``max|x|`` of every float tensor of an fp32 graph (inputs, intermediates, outputs) over ``feeds``.
+    """``max|x|`` of every float tensor of an fp32 graph (inputs, intermediates, outputs) over ``feeds``
+    (finite values only, NaN kept: :func:`~seqdeploy.lint.rules.finite_peak`).
 
     Runs the graph in ONNX Runtime on the CPU with every float node output exposed as a graph output,
     so a tensor that would overflow fp16 in the variant is found *by name*, not only as an inf in the
@@ -281,12 +370,12 @@ def activation_peaks(
     for f in feeds:
         for name in float_inputs:
             if name in f and f[name].size:
-                peaks[name] = max(peaks.get(name, 0.0), float(np.abs(f[name]).max()))
+                peaks[name] = _merge_peak(peaks.get(name), finite_peak(f[name]))
         for name, value in zip(names, sess.run(names, dict(f)), strict=True):
             arr = np.asarray(value)
             if arr.dtype == np.float32 and arr.size:
-                peak = float(np.abs(arr).max()) if np.isfinite(arr).all() else float("inf")
-                peaks[name] = max(peaks.get(name, 0.0), peak)
+                # Finite values only (NaN kept): a -inf that masks padded steps is exact in fp16.
+                peaks[name] = _merge_peak(peaks.get(name), finite_peak(arr))
     return peaks
 
 

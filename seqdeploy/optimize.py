@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -33,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from seqdeploy._atomic import Transaction, bundle_transaction, fault_point
+from seqdeploy._atomic import Transaction, bundle_transaction, committed_paths, fault_point
 from seqdeploy._lazy import require
 from seqdeploy.errors import ExportError, Interrupted, ParityError, UsageError
 from seqdeploy.feeds import make_feeds
-from seqdeploy.manifest import MANIFEST, Bundle
+from seqdeploy.manifest import MANIFEST, Bundle, sha256
 from seqdeploy.parity.compare import DEFAULT_TOLERANCES
 from seqdeploy.parity.report import ParityReport
 from seqdeploy.parity.run import MODES, VerifyOptions, verify
@@ -99,26 +100,92 @@ def _prove(bundle: Bundle, variant: str, entry: Mapping[str, Any], opts: VerifyO
     candidate.setdefault("variants", {})[variant] = dict(entry)
     report = verify(dataclasses.replace(bundle, manifest=candidate, identity=()), opts)
     if report.partial:
-        raise Interrupted(f"optimize --{variant} interrupted while proving the variant; nothing was recorded")
+        raise Interrupted(
+            f"optimize --{variant} interrupted while proving the variant; {_not_recorded(bundle, variant)}"
+        )
     if not report.passed:
-        raise ParityError(f"{variant} variant failed its tolerance (nothing was recorded): {report.summary()}", report)
+        raise ParityError(
+            f"{variant} variant failed its tolerance ({_not_recorded(bundle, variant)}): {report.summary()}", report
+        )
     return report
 
 
+def _not_recorded(bundle: Bundle, variant: str) -> str:
+    """What a failed variant leaves: nothing, or — ``optimize --int8 --fp16`` — what this run committed to
+    the same bundle before it (``_atomic.committed_paths``, reset by the CLI for each run).
+    """
+    root = Path(os.path.realpath(bundle.path))
+    earlier = [p.name for p in committed_paths() if p.parent == root]
+    if earlier:
+        return f"the {variant} variant was not recorded; this run recorded {', '.join(earlier)} before it"
+    return "nothing was recorded"
+
+
 def _record(tx: Transaction, bundle: Bundle, variant: str, entry: dict[str, Any], staged: Mapping[str, Path]) -> None:
-    """Commit the proven variant: its staged files, its manifest entry and the re-run TensorRT lint."""
-    from seqdeploy.lint import lint_manifest
+    """Commit the proven variant: its staged files, its manifest entry and the re-run TensorRT lint — and
+    drop what was built from a file it replaces (engines, the TensorRT plan and kit), which would otherwise
+    go on running the old model under the new file's name.
+    """
+    from seqdeploy.lint import DEFAULT_TARGET, lint_manifest
 
     manifest = copy.deepcopy(bundle.manifest)
     manifest.setdefault("variants", {})[variant] = entry
-    lint = lint_manifest(bundle.path, manifest, "trt10", locate=staged)
-    manifest["lint"] = {**(manifest.get("lint") or {}), "trt10": lint.to_dict()}
+    lint = lint_manifest(bundle.path, manifest, DEFAULT_TARGET, locate=staged)
+    manifest["lint"] = {**(manifest.get("lint") or {}), DEFAULT_TARGET: lint.to_dict()}
+    drop = _drop_replaced_builds(tx, bundle, manifest, {rel: sha256(tmp) for rel, tmp in staged.items()})
     # A manifest edited by hand (accepted with --allow-modified) is not re-stamped: recording a variant
     # must not turn an edited manifest into one that looks as seqdeploy wrote it. Modified files keep
     # their old sha256 in the table, so they stay visible too.
     edited = any(p.startswith(f"{MANIFEST}:") for p in bundle.modified)
-    tx.commit(manifest, stamp=not edited)
+    tx.commit(manifest, stamp=not edited, drop=drop)
     fault_point("optimize:committed")  # a signal from here on lands after the commit: the variant is recorded
+
+
+def _drop_replaced_builds(
+    tx: Transaction, bundle: Bundle, manifest: dict[str, Any], new: Mapping[str, str]
+) -> tuple[str, ...]:
+    """Take out of ``manifest`` the engines and the TensorRT plan built from a file this commit replaces with
+    different contents (``new``: file -> its new sha256); return what the commit must drop.
+
+    The kept engines are re-staged in a new ``engines/`` (hard links), or ``engines/`` is dropped when none
+    is left; files in ``engines/`` that seqdeploy did not record are refused rather than deleted.
+    """
+    from seqdeploy.engine.plan import KIT_DIR
+    from seqdeploy.engine.target import ENGINES_DIR, listed_sha256, stale_reason
+
+    current = {**listed_sha256(bundle.manifest), **new}
+    drop: list[str] = []
+    plan = manifest.get("trt")
+    if isinstance(plan, dict) and stale_reason(plan, current) is not None:
+        del manifest["trt"]
+        drop.append(KIT_DIR)
+    engines: list[dict[str, Any]] = list(manifest.get("engines") or [])
+    kept = [e for e in engines if stale_reason(e, current) is None]
+    if len(kept) == len(engines):
+        return tuple(drop)
+    recorded = {str(e.get("file")) for e in engines}
+    edir = bundle.path / ENGINES_DIR
+    found = sorted(f"{ENGINES_DIR}/{p.name}" for p in (edir.iterdir() if edir.is_dir() else []))
+    strays = [f for f in found if f not in recorded]
+    if strays:
+        raise UsageError(
+            f"{bundle.path}: this variant replaces a graph file that recorded engines were built from, so those "
+            f"engines must go; but {ENGINES_DIR}/ also holds files seqdeploy did not record: {strays}. Move them "
+            "out of the bundle first"
+        )
+    manifest["engines"] = kept
+    if kept:
+        staged = tx.stage(ENGINES_DIR)
+        staged.mkdir()
+        for e in kept:
+            src = bundle.file(str(e["file"]))
+            try:  # a hard link costs nothing and survives the commit moving the old engines/ aside
+                os.link(src, staged / src.name)
+            except OSError:
+                shutil.copy2(src, staged / src.name)
+    else:
+        drop.append(ENGINES_DIR)
+    return tuple(drop)
 
 
 def _quantizer_failed(exc: Exception, src: Path, tmp: Path) -> NoReturn:
@@ -154,9 +221,15 @@ def _quantizer_failed(exc: Exception, src: Path, tmp: Path) -> NoReturn:
 
 
 def quantize_int8(
-    bundle_dir: str | Path, *, allow_modified: bool = False, max_memory_gb: float | None = None
+    bundle_dir: str | Path,
+    *,
+    threads: int | None = None,
+    allow_modified: bool = False,
+    max_memory_gb: float | None = None,
 ) -> VariantResult:
     """Write ``model.int8.onnx`` next to ``model.onnx``, prove it, and record it in the manifest.
+
+    ``threads``: threads of the proof's verify run (both backends), like ``make_fp16``'s.
 
     The candidate is written and verified inside a :func:`~seqdeploy._atomic.bundle_transaction`: the
     file and the manifest entry appear together, only after the proof passed; an interruption or a
@@ -201,6 +274,7 @@ def quantize_int8(
             batches=(1, 3),
             seqs=(1, 7, max(cfg.shapes.seq[1], 16)),
             modes=("full", "chunked", "batch", "padding"),
+            threads=threads,
             max_memory_gb=max_memory_gb,
         )
         report = _prove(bundle, "int8", {**entry, "file": tmp.name}, opts)

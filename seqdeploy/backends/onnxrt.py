@@ -15,7 +15,10 @@ from seqdeploy.backends.base import BaseRunner
 from seqdeploy.errors import BackendUnavailable, UsageError
 from seqdeploy.spec import IOSpec
 
-__all__ = ["PROVIDERS", "OrtRunner"]
+__all__ = ["DISABLE_CPU_FALLBACK", "PROVIDERS", "OrtRunner"]
+
+DISABLE_CPU_FALLBACK = "session.disable_cpu_ep_fallback"
+"""ONNX Runtime's session config key: fail session creation when a node would be assigned to the CPU EP."""
 
 PROVIDERS: dict[str, tuple[str, str]] = {
     # device -> (execution provider, seqdeploy extra that installs an onnxruntime build with it)
@@ -30,7 +33,9 @@ class OrtRunner(BaseRunner):
 
     ONNX Runtime silently falls back to the CPU provider when a GPU provider fails to initialise; this
     runner checks the session's providers after creation and raises :class:`BackendUnavailable`
-    instead, so a "GPU" number is never a CPU number.
+    instead, so a "GPU" number is never a CPU number. On the TensorRT provider (``device="trt"``) it
+    also forbids ORT to place any node on the CPU (``session.disable_cpu_ep_fallback``): a graph that
+    TensorRT does not take whole is refused, never run partly on the CPU.
 
     Args:
         name: Backend name for reports.
@@ -89,15 +94,25 @@ class OrtRunner(BaseRunner):
         if self.device == "cuda":
             # fp32 means fp32: the CUDA EP uses TF32 on Ampere and newer unless told not to.
             providers = [(provider, {"use_tf32": 0})]
-        elif self.device == "trt" and self.provider_options:
-            providers = [(provider, self._trt_options())]
-        if self.device != "cpu":
-            # Nodes the GPU provider cannot take run on the CPU (ORT's partitioning); the check below makes
-            # sure the GPU provider itself initialised. TensorRT's own TF32 use is not configurable here.
+            # Nodes the CUDA provider has no kernel for run on the CPU (ORT's partitioning, by design: shape
+            # computations); the check below makes sure the CUDA provider itself initialised.
             providers.append("CPUExecutionProvider")
+        elif self.device == "trt":
+            if self.provider_options:
+                providers = [(provider, self._trt_options())]
+            # An "ort-trt" number must be TensorRT's: without this, nodes TensorRT does not take would run on
+            # the CPU provider silently. With it, ORT refuses to create such a session (and refuses the CPU
+            # provider in the list, so it is not appended). TensorRT's own TF32 use is not configurable here.
+            opts.add_session_config_entry(DISABLE_CPU_FALLBACK, "1")
         try:
             self._session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises InvalidProtobuf, Fail, InvalidGraph, ...
+            if self.device == "trt" and "fallback to CPU EP has been explicitly disabled" in str(exc):
+                raise BackendUnavailable(
+                    f"backend '{self.name}': ONNX Runtime's TensorRT provider does not take every node of "
+                    f"{self.path.name}, and seqdeploy does not let the rest run on the CPU (the numbers would "
+                    f"not be TensorRT's): {exc}. Use backend 'trt' (the native engine) or 'ort-cuda'"
+                ) from None
             raise UsageError(
                 f"backend '{self.name}': ONNX Runtime cannot load {self.path} ({type(exc).__name__}: {exc}); "
                 "is the export directory intact? Re-export it with 'seqdeploy export'"

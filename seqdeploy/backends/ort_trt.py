@@ -12,19 +12,16 @@ ORT's provider builds **weakly typed** networks (no strongly typed option), so `
 
 from __future__ import annotations
 
-import json
 from importlib import metadata
 from typing import Any
 
 from seqdeploy.backends.base import BaseRunner
-from seqdeploy.engine.plan import KIT_DIR, PLAN_FILE, axis_bounds, profile_for
+from seqdeploy.engine.plan import DEFAULT_OPT_LEVEL, DEFAULT_WORKSPACE_GIB, axis_bounds, profile_for
 from seqdeploy.engine.target import ort_trt_cache_dir, ort_trt_options
-from seqdeploy.errors import UsageError
+from seqdeploy.lint.bundle import variant_path
 from seqdeploy.manifest import Bundle, sha256
 
 __all__ = ["installed_version", "make_ort_trt", "plan_settings"]
-
-_DEFAULT_BUILDER = {"workspace_gib": 2, "optimization_level": 3}
 
 
 def installed_version(*distributions: str) -> str | None:
@@ -37,48 +34,34 @@ def installed_version(*distributions: str) -> str | None:
     return None
 
 
-def plan_settings(bundle: Bundle, graph: str, onnx_file: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """``(profile, builder settings, source)`` for the TensorRT provider on ``onnx_file``.
+def plan_settings(bundle: Bundle, graph: str, precision: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """``(profile, builder settings, source)`` for the TensorRT provider on ``graph`` at ``precision``.
 
-    The recorded plan (``DIR/trt/plan.json``) is used when it was made for this graph and this file at
-    its current sha256 (``source`` = ``"plan"``); otherwise the profile is derived exactly as the plan
-    derives it, from the IOSpec and the config's ``[shapes]`` (``source`` = ``"config"``).
+    The recorded plan (:func:`seqdeploy.engine.compile.recorded_plan`: made for this graph and precision,
+    from the graph file at its current sha256) is used when there is one (``source`` = ``"plan"``);
+    otherwise the profile is derived exactly as the plan derives it, from the IOSpec and the config's
+    ``[shapes]``, with the default builder settings (``source`` = ``"config"``).
     """
-    rec = bundle.manifest.get("trt") or {}
-    if rec.get("onnx") == onnx_file and rec.get("graph", "sequence") == graph:
-        plan = json.loads(bundle.file(f"{KIT_DIR}/{PLAN_FILE}").read_text(encoding="utf-8"))
-        if plan.get("onnx_sha256") == sha256(bundle.file(onnx_file)):
-            return dict(plan["profiles"][0]), dict(plan["builder"]), "plan"
+    from seqdeploy.engine.compile import recorded_plan
+
+    plan = recorded_plan(bundle, precision, graph)
+    if plan is not None:
+        return dict(plan["profiles"][0]), dict(plan["builder"]), "plan"
     cfg = bundle.config
     bounds = axis_bounds(cfg.shapes.batch, cfg.shapes.seq)
-    return profile_for(bundle.specs[graph], bounds), dict(_DEFAULT_BUILDER), "config"
-
-
-def _graph_file(bundle: Bundle, name: str, graph: str, precision: str) -> str:
-    if precision == "fp32":
-        return str(bundle.manifest["graphs"][graph]["file"])
-    variant = bundle.variant("fp16")
-    if variant is None:
-        raise UsageError(
-            f"backend '{name}' runs the fp16 variant, which {bundle.path} does not have; create it with "
-            f"'seqdeploy optimize {bundle.path} --fp16'"
-        )
-    files: dict[str, str] = variant.get("graphs") or {variant["graph"]: variant["file"]}
-    if graph not in files:
-        raise UsageError(
-            f"backend '{name}': the fp16 variant of {bundle.path} has no '{graph}' graph (it has {sorted(files)}); "
-            f"re-create it with 'seqdeploy optimize {bundle.path} --fp16'"
-        )
-    return files[graph]
+    builder = {"workspace_gib": DEFAULT_WORKSPACE_GIB, "optimization_level": DEFAULT_OPT_LEVEL}
+    return profile_for(bundle.specs[graph], bounds), builder, "config"
 
 
 def make_ort_trt(name: str, bundle: Bundle, graph: str, threads: int | None, *, precision: str) -> BaseRunner:
     """An ``OrtRunner`` on the TensorRT provider with the plan's options (not yet entered)."""
     from seqdeploy.backends.onnxrt import OrtRunner
 
-    onnx_file = _graph_file(bundle, name, graph, precision)
-    profile, builder, _ = plan_settings(bundle, graph, onnx_file)
-    path = bundle.file(onnx_file)
+    if precision == "fp32":
+        path = bundle.graph_path(graph)
+    else:
+        path = variant_path(bundle, precision, graph, needed_by=f"backend '{name}'")
+    profile, builder, _ = plan_settings(bundle, graph, precision)
     cache = ort_trt_cache_dir(
         precision,
         sha256(path),
@@ -89,8 +72,8 @@ def make_ort_trt(name: str, bundle: Bundle, graph: str, threads: int | None, *, 
         profile,
         precision=precision,
         cache_path=str(bundle.path / cache),
-        workspace_gib=int(builder.get("workspace_gib", 2)),
-        opt_level=int(builder.get("optimization_level", 3)),
+        workspace_gib=int(builder.get("workspace_gib", DEFAULT_WORKSPACE_GIB)),
+        opt_level=int(builder.get("optimization_level", DEFAULT_OPT_LEVEL)),
     )
     return OrtRunner(
         name,

@@ -82,6 +82,7 @@ class TrtRunner(BaseRunner):
             target=target,
             backend=self.name,
             bundle_dir=str(self.bundle_dir),
+            current_sha256=self._graph_shas(),
         )
         path = self.bundle_dir / str(entry["file"])
         if not path.is_file():
@@ -114,6 +115,22 @@ class TrtRunner(BaseRunner):
         self._stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]  # torch stubs: untyped __new__
         self._profile = dict(entry["profiles"][0])
         self.entry = entry
+
+    def _graph_shas(self) -> dict[str, str]:
+        """sha256 of each ONNX file this runner's candidate engines were built from, as the file is now: an
+        engine built from an earlier version of its file (``optimize --fp16`` run again) never runs.
+        """
+        from seqdeploy.manifest import inside, sha256
+
+        out: dict[str, str] = {}
+        for e in self.manifest.get("engines") or []:
+            rel = str(e.get("onnx"))
+            if e.get("graph") != self.graph or e.get("precision") != self.precision or rel in out:
+                continue
+            full = inside(self.bundle_dir, rel)
+            if full is not None and full.is_file():
+                out[rel] = sha256(full)
+        return out
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -152,7 +169,9 @@ class TrtRunner(BaseRunner):
             if not ok:
                 stream.synchronize()
                 why = "; ".join(self._log.errors()) or "no reason given"
-                raise UsageError(f"backend '{self.name}': execute_async_v3 failed: {why}")
+                # A launch that fails on a proven engine is the GPU or the driver failing (out of memory, a
+                # lost device), not the user's input: this backend cannot run here now.
+                raise BackendUnavailable(f"backend '{self.name}': TensorRT's execute_async_v3 failed: {why}")
             result = {n: t.cpu().numpy() for n, t in outs.items()}
         stream.synchronize()
         self._last_device_ms = float(begin.elapsed_time(end))

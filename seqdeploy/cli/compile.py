@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from seqdeploy.cli._options import allow_modified_option, max_memory_option
+from seqdeploy.engine.plan import DEFAULT_OPT_LEVEL, DEFAULT_WORKSPACE_GIB
+from seqdeploy.engine.target import MAX_OPT_LEVEL
 from seqdeploy.errors import ParityError
 
 
@@ -27,10 +29,14 @@ from seqdeploy.errors import ParityError
 )
 @click.option("--plan-only", is_flag=True, help="Write the plan and the hand-off kit (DIR/trt/); no TensorRT needed.")
 @click.option(
-    "--workspace-gib", type=click.IntRange(min=1), help="Builder workspace limit in GiB [default: the plan's, 2]."
+    "--workspace-gib",
+    type=click.IntRange(min=1),
+    help=f"Builder workspace limit in GiB [default: the plan's, {DEFAULT_WORKSPACE_GIB}].",
 )
 @click.option(
-    "--opt-level", type=click.IntRange(0, 5), help="Builder optimization level 0-5 [default: the plan's, 3]."
+    "--opt-level",
+    type=click.IntRange(0, MAX_OPT_LEVEL),
+    help=f"Builder optimization level 0-{MAX_OPT_LEVEL} [default: the plan's, {DEFAULT_OPT_LEVEL}].",
 )
 @click.option(
     "--timing-cache",
@@ -148,8 +154,8 @@ def _plan(
         shapes=shapes,
         seed=seed,
         allow_modified=allow_modified,
-        workspace_gib=workspace_gib if workspace_gib is not None else 2,
-        opt_level=opt_level if opt_level is not None else 3,
+        workspace_gib=workspace_gib,
+        opt_level=opt_level,
     )
     plan = result.plan
     click.echo(f"plan: {plan['onnx']} ({plan['precision']}) for TensorRT {', '.join(plan['tensorrt']['lines'])}")
@@ -159,3 +165,5 @@ def _plan(
     click.echo(f"kit cases (batch x seq): {cases}; golden outputs from fp32 torch")
     click.echo(f"wrote {len(result.files)} files to {result.path} ({result.duration_s:.2f} s)")
     click.echo(f"on the target: {result.path}/trtexec.sh build 10   or   {result.path}/polygraphy.sh")
+    out = f"{Path(bundle_dir).resolve()}.trt-out"
+    click.echo(f"  (they write engines and the timing cache to $TRT_OUT, default {out}, not into the bundle)")

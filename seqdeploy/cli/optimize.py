@@ -16,7 +16,7 @@ from seqdeploy.errors import ParityError
 @click.option(
     "--fp16", "fp16", is_flag=True, help="Write model.fp16.onnx (+ step.fp16.onnx): the fp16 file for TensorRT."
 )
-@click.option("--threads", type=click.IntRange(min=1), help="Threads for the verify run.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads of the proof's verify run (each variant).")
 @allow_modified_option
 @max_memory_option
 def optimize_cmd(
@@ -39,8 +39,9 @@ def optimize_cmd(
     range, naming the tensor. Prints max|Δ| vs fp32 PyTorch at seq 1, 64 and the config's max seq.
 
     Each variant is verified against the fp32 PyTorch reference at its tolerance before it is
-    recorded. Exit codes: 0 ok, 1 the variant failed (nothing recorded), 2 usage, 3 onnxruntime
-    missing, 130 interrupted (nothing recorded).
+    recorded, each in its own commit (with both flags: int8 first, then fp16). Exit codes: 0 ok, 1 a
+    variant failed (it is not recorded; one committed before it in the same run stays, and the message
+    names it), 2 usage, 3 onnxruntime missing, 130 interrupted (the variant being made is not recorded).
     """
     from seqdeploy.errors import UsageError
     from seqdeploy.optimize import make_fp16, quantize_int8, render_error_vs_seq
@@ -50,7 +51,9 @@ def optimize_cmd(
         raise UsageError("nothing to do: choose a variant, e.g. 'seqdeploy optimize DIR --fp16' (or --int8)")
     try:
         if int8:
-            result = quantize_int8(bundle_dir, allow_modified=allow_modified, max_memory_gb=max_memory_gb)
+            result = quantize_int8(
+                bundle_dir, threads=threads, allow_modified=allow_modified, max_memory_gb=max_memory_gb
+            )
             _warn(result.report.warnings)
             e = result.entry
             click.echo(f"wrote {result.path} (quantized ops: {e['quantized_ops'] or 'none'})")

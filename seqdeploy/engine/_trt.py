@@ -38,17 +38,24 @@ else:
 
     trt = _LazyTensorRT()
 
-__all__ = ["CollectingLogger", "collecting_logger", "running_target", "tensorrt_status", "trt"]
+__all__ = ["CollectingLogger", "build_target", "collecting_logger", "running_target", "tensorrt_status", "trt"]
 
 
 def tensorrt_status() -> tuple[bool, str]:
-    """``(True, version)`` when TensorRT imports, else ``(False, why)`` — without raising."""
-    if importlib.util.find_spec("tensorrt") is None:
-        return False, "TensorRT's Python package is not installed"
+    """``(True, version)`` when TensorRT imports, else ``(False, why)`` — without raising.
+
+    Any failure of the import is "unavailable", not a crash: a missing ``libnvinfer`` is an ImportError,
+    but a library of the wrong version or a broken CUDA install surfaces as OSError or RuntimeError from
+    the bindings' initialisation.
+    """
     try:
+        if importlib.util.find_spec("tensorrt") is None:
+            return False, "TensorRT's Python package is not installed"
         version = trt.__version__
     except BackendUnavailable as exc:  # installed, but its libraries do not load (libnvinfer missing, ...)
         return False, f"TensorRT is installed but does not import ({exc.__cause__ or exc})"
+    except Exception as exc:  # noqa: BLE001 - OSError, RuntimeError, ... from the bindings: unavailable
+        return False, f"TensorRT is installed but does not import ({type(exc).__name__}: {exc})"
     return True, str(version)
 
 
@@ -76,6 +83,25 @@ def running_target(purpose: str) -> GpuTarget:
         gpu_name=str(torch.cuda.get_device_name(0)),
         cuda=torch.version.cuda,
     )
+
+
+def build_target(purpose: str) -> GpuTarget:
+    """:func:`running_target`, and proof that TensorRT can create a builder here (the cheapest call that
+    needs a working driver): ``seqdeploy compile`` asks before it writes anything (the plan included), so
+    a machine that cannot build exits 3 with the bundle untouched.
+
+    Raises:
+        BackendUnavailable: As :func:`running_target`, or TensorRT cannot create a builder.
+    """
+    target = running_target(purpose)
+    sink = CollectingLogger()
+    try:
+        builder = trt.Builder(collecting_logger(sink))
+    except Exception as exc:  # noqa: BLE001 - no GPU: pybind11's TypeError (NVIDIA/TensorRT#2913); others too
+        why = "; ".join(sink.errors()) or "no usable CUDA device or driver"
+        raise BackendUnavailable(f"TensorRT {target.tensorrt} could not create a builder ({exc}): {why}") from None
+    del builder
+    return target
 
 
 class CollectingLogger:

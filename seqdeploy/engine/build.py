@@ -47,6 +47,12 @@ def _dims(shape: Any) -> trt.Dims:
     return trt.Dims([int(d) for d in shape])
 
 
+def _code_name(code: trt.ErrorCode) -> str:
+    # pybind11 enums print as "ErrorCode.UNSUPPORTED_NODE"; the stubs type ``.name`` as a static method (a
+    # stub generation artefact), so the member name is taken from str(), which both agree on.
+    return str(code).rsplit(".", 1)[-1]
+
+
 def _shape_list(dims: trt.Dims) -> list[int]:
     return [int(dims[i]) for i in range(len(dims))]
 
@@ -58,10 +64,11 @@ def build_serialized(
     line: str,
     workspace_gib: int,
     opt_level: int,
+    strongly_typed: bool = True,
     timing_cache: bytes | None = None,
     verbose: bool = False,
 ) -> BuildResult:
-    """Parse ``onnx_path`` into a strongly typed network and build it with one optimization profile.
+    """Parse ``onnx_path`` into a (strongly typed, per the plan) network and build it with one profile.
 
     Args:
         onnx_path: The plan's graph file (``model.onnx`` or ``model.fp16.onnx``); parsed with
@@ -70,6 +77,8 @@ def build_serialized(
         line: ``"10.x"`` or ``"11.x"`` (decides the network flags, nothing else).
         workspace_gib: Workspace memory pool limit.
         opt_level: Builder optimization level (0..5).
+        strongly_typed: The plan's ``per_line[line]["strongly_typed"]`` (always true in plans seqdeploy
+            writes; 11.x is strongly typed whatever it says).
         timing_cache: A serialized timing cache to start from (``None``: a new one).
         verbose: Keep TensorRT's info messages too.
 
@@ -90,14 +99,20 @@ def build_serialized(
             f"TensorRT could not create a builder: {exc}; {'; '.join(sink.errors()) or 'no CUDA device or driver'}"
         ) from None
     network = builder.create_network(
-        network_creation_flags(line, int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        network_creation_flags(
+            line, int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED), strongly_typed=strongly_typed
+        )
     )
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         failures = []
         for i in range(parser.num_errors):
             err: trt.ParserError = parser.get_error(i)
-            failures.append(ParserFailure(node=err.node_name(), op=str(err.code()), message=err.desc()))
+            failures.append(
+                ParserFailure(
+                    node=err.node_name(), code=_code_name(err.code()), message=err.desc(), operator=err.node_operator()
+                )
+            )
         raise ParseError(f"TensorRT's ONNX parser rejected {onnx_path.name}", failures)
     network_inputs = {t.name: _shape_list(t.shape) for t in (network.get_input(i) for i in range(network.num_inputs))}
     dynamic = sorted(n for n, shape in network_inputs.items() if -1 in shape)

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from seqdeploy._atomic import bundle_transaction, fault_point, staged_file
 from seqdeploy.engine.plan import (
+    DEFAULT_OPT_LEVEL,
+    DEFAULT_WORKSPACE_GIB,
     KIT_DIR,
     KIT_FILES,
     PLAN_FILE,
@@ -57,7 +59,9 @@ from seqdeploy.engine.target import (
     engine_path,
     explain_parser_errors,
     no_tensorrt_message,
+    plan_strongly_typed,
     proof_plan,
+    stale_reason,
 )
 from seqdeploy.errors import BackendUnavailable, ExportError, InternalError, Interrupted, ParityError, UsageError
 from seqdeploy.manifest import Bundle, sha256, write_json
@@ -87,8 +91,8 @@ def plan_only(
     shapes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None,
     seed: int = 0,
     allow_modified: bool = False,
-    workspace_gib: int = 2,
-    opt_level: int = 3,
+    workspace_gib: int | None = None,
+    opt_level: int | None = None,
 ) -> PlanResult:
     """Write ``DIR/trt/`` (plan + kit) for the sequence graph at ``precision`` and record it.
 
@@ -102,8 +106,10 @@ def plan_only(
         shapes: ``(min, opt, max)`` as ``(batch, seq)`` pairs; default the config's ``[shapes]``.
         seed: Seed of the kit's inputs.
         allow_modified: Plan for a bundle whose files differ from its manifest.
-        workspace_gib: The builder's workspace limit written into the plan (and trtexec.sh/polygraphy.sh).
-        opt_level: The builder optimization level written into the plan (0..5).
+        workspace_gib: The builder's workspace limit written into the plan (and trtexec.sh/polygraphy.sh);
+            default :data:`~seqdeploy.engine.plan.DEFAULT_WORKSPACE_GIB`.
+        opt_level: The builder optimization level written into the plan (0..5); default
+            :data:`~seqdeploy.engine.plan.DEFAULT_OPT_LEVEL`.
 
     Raises:
         UsageError: Not an export, unknown precision, no fp16 variant, bad shapes (exit 2).
@@ -120,7 +126,7 @@ def plan_only(
         bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
         cfg = bundle.config
         bounds = axis_bounds(cfg.shapes.batch, cfg.shapes.seq, shapes)
-        onnx_name = graph_file(bundle.manifest, precision)
+        onnx_name = graph_file(bundle.manifest, precision, bundle_dir=str(bundle_dir))
         lint = {
             line.lint_target: lint_manifest(bundle.path, bundle.manifest, line.lint_target, only=[onnx_name])
             for line in TRT_LINES.values()
@@ -138,8 +144,8 @@ def plan_only(
             onnx_sha256=sha256(bundle.file(onnx_name)),
             lint={k: r.to_dict() for k, r in lint.items()},
             seed=seed,
-            workspace_gib=workspace_gib,
-            opt_level=opt_level,
+            workspace_gib=DEFAULT_WORKSPACE_GIB if workspace_gib is None else workspace_gib,
+            opt_level=DEFAULT_OPT_LEVEL if opt_level is None else opt_level,
         )
         spec = bundle.specs["sequence"]
         cases = [KitCase(**c) for c in plan["kit"]["cases"]]
@@ -204,7 +210,9 @@ def check_build_options(workspace_gib: int | None, opt_level: int | None) -> Non
     if workspace_gib is not None and workspace_gib < 1:
         raise UsageError(f"--workspace-gib must be >= 1, got {workspace_gib}")
     if opt_level is not None and not 0 <= opt_level <= MAX_OPT_LEVEL:
-        raise UsageError(f"--opt-level must be 0..{MAX_OPT_LEVEL} (TensorRT's default is 3), got {opt_level}")
+        raise UsageError(
+            f"--opt-level must be 0..{MAX_OPT_LEVEL} (TensorRT's default is {DEFAULT_OPT_LEVEL}), got {opt_level}"
+        )
 
 
 def _wanted_axes(bundle: Bundle, shapes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None) -> Any:
@@ -212,14 +220,22 @@ def _wanted_axes(bundle: Bundle, shapes: tuple[tuple[int, int], tuple[int, int],
     return {k: v.to_list() for k, v in axis_bounds(cfg.shapes.batch, cfg.shapes.seq, shapes).items()}
 
 
-def recorded_plan(bundle: Bundle, precision: str) -> dict[str, Any] | None:
-    """The recorded plan (``DIR/trt/plan.json``) when it was made for ``precision`` from the graph file as
-    it is now (same sha256), else ``None``.
+def recorded_plan(bundle: Bundle, precision: str, graph: str = "sequence") -> dict[str, Any] | None:
+    """The recorded plan (``DIR/trt/plan.json``) when it was made for ``graph`` at ``precision`` from the
+    graph file as it is now (same sha256), else ``None``. The one reader of a recorded plan: ``compile``
+    reuses it, ``ort-trt`` takes its provider options from it.
     """
     rec = bundle.manifest.get("trt") or {}
-    if rec.get("precision") != precision or rec.get("onnx") != graph_file(bundle.manifest, precision):
+    if (
+        rec.get("precision") != precision
+        or rec.get("graph", "sequence") != graph
+        or rec.get("onnx") != graph_file(bundle.manifest, precision, graph, bundle_dir=str(bundle.path))
+    ):
         return None
-    plan: dict[str, Any] = json.loads(bundle.file(f"{KIT_DIR}/{PLAN_FILE}").read_text(encoding="utf-8"))
+    path = bundle.file(f"{KIT_DIR}/{PLAN_FILE}")
+    if not path.is_file():  # only with --allow-modified (Bundle.load refuses a missing listed file)
+        return None
+    plan: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     if plan.get("onnx_sha256") != sha256(bundle.file(str(plan["onnx"]))):
         return None
     return plan
@@ -240,8 +256,9 @@ def _refuse_strays(bundle: Bundle) -> None:
     strays = [x for x in found if x not in recorded]
     if strays:
         raise UsageError(
-            f"{bundle.path}: {ENGINES_DIR}/ holds files seqdeploy did not build or record: {strays} (made by "
-            "trtexec.sh or polygraphy.sh?). Move them out of the bundle first: 'seqdeploy compile' replaces "
+            f"{bundle.path}: {ENGINES_DIR}/ holds files seqdeploy did not build or record: {strays} (made by hand, "
+            "or by the trtexec.sh/polygraphy.sh of an older kit, which wrote into the bundle?). Move them out of "
+            "the bundle first: 'seqdeploy compile' replaces "
             f"{ENGINES_DIR}/ as a whole, and only runs engines it proved"
         )
 
@@ -284,24 +301,25 @@ def compile_engine(
         threads: Threads of the CPU reference in the proof.
         allow_modified: Accept a bundle whose files differ from its manifest.
         max_memory_gb: Memory limit of the proof's sweep.
-        probe: Returns the running GPU target (tests replace it; default: TensorRT + torch.cuda).
+        probe: Returns the running GPU target (tests replace it; default: TensorRT + torch.cuda, and a
+            TensorRT builder created once, so that a machine that cannot build fails before any write).
         verbose: Keep TensorRT's info messages in the build log.
 
     Raises:
-        BackendUnavailable: No TensorRT, or no CUDA device (exit 3; nothing written), or TensorRT
-            cannot create a builder here.
+        BackendUnavailable: No TensorRT, no CUDA device, or TensorRT cannot create a builder here (exit 3;
+            checked before anything is written).
         UsageError: Bad options, no fp16 variant, or the engine is already recorded (without ``force``).
         ExportError: TensorRT's parser rejected the graph (each error with its node and the lint finding
             that explains it), or the build failed.
         ParityError: The engine disagrees with PyTorch beyond the precision's tolerance (deleted, unrecorded).
         Interrupted: Ctrl-C or SIGTERM before the commit (nothing recorded).
     """
-    from seqdeploy.engine._trt import running_target
+    from seqdeploy.engine._trt import build_target
 
     start = time.perf_counter()
     check_build_options(workspace_gib, opt_level)
     bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
-    graph_file(bundle.manifest, precision)  # no fp16 variant: a usage error before anything else
+    graph_file(bundle.manifest, precision, bundle_dir=str(bundle_dir))  # no fp16 variant: a usage error first
     if timing_cache is not None and Path(os.path.realpath(timing_cache)).is_relative_to(os.path.realpath(bundle.path)):
         # engines/ and trt/ are replaced whole by later commits, and the bundle holds only listed files.
         raise UsageError(
@@ -309,7 +327,8 @@ def compile_engine(
         )
     _refuse_strays(bundle)
     try:
-        target = (probe or running_target)(f"seqdeploy compile --precision {precision}")
+        # Before anything is written (the plan included): a machine that cannot build leaves the bundle as it was.
+        target = (probe or build_target)(f"seqdeploy compile --precision {precision}")
     except BackendUnavailable as exc:
         raise BackendUnavailable(no_tensorrt_message(str(exc), str(bundle_dir), precision)) from exc
 
@@ -322,13 +341,15 @@ def compile_engine(
             shapes=shapes,
             seed=seed,
             allow_modified=allow_modified,
-            workspace_gib=workspace_gib if workspace_gib is not None else 2,
-            opt_level=opt_level if opt_level is not None else 3,
+            workspace_gib=workspace_gib,
+            opt_level=opt_level,
         )
         # As written and recorded (a JSON round trip), so the check under the lock below compares like with like.
         plan = recorded_plan(Bundle.load(bundle_dir, allow_modified=allow_modified), precision)
     if plan is None:
         raise InternalError(f"{bundle_dir}: compile --plan-only did not record a {precision} plan")
+    # Errors from here on leave the plan this run committed (if it made one) recorded: they say so.
+    kept = "" if reused else f"; the plan {KIT_DIR}/ written by this run stays recorded"
     rel = engine_path(plan, target)
     name = rel.split("/", 1)[1]
 
@@ -337,7 +358,9 @@ def compile_engine(
         if recorded_plan(bundle, precision) != plan:
             raise UsageError(f"{bundle_dir}: its plan changed while this compile was starting; run it again")
         engines: list[dict[str, Any]] = list(bundle.manifest.get("engines") or [])
-        if any(e.get("file") == rel for e in engines) and not force:
+        # An entry built from an earlier version of the plan's graph file is stale: rebuilt without --force.
+        current = {str(plan["onnx"]): str(plan["onnx_sha256"])}
+        if any(e.get("file") == rel and stale_reason(e, current) is None for e in engines) and not force:
             raise UsageError(
                 f"{bundle_dir}: {rel} is already built and recorded for this GPU and TensorRT version; pass "
                 "--force to rebuild it (the recorded engine stays until the new one has passed its proof)"
@@ -355,7 +378,7 @@ def compile_engine(
             "tf32": False,
         }
         cache_in = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else None
-        result = _build(bundle, plan, target, builder, cache_in, verbose)
+        result = _build(bundle, plan, target, builder, cache_in, verbose, kept=kept)
         (staged / name).write_bytes(result.plan)
         if timing_cache is not None and result.timing_cache is not None:
             with staged_file(timing_cache) as tmp:
@@ -372,7 +395,7 @@ def compile_engine(
             builder=builder,
             verified={},
         )
-        report, proof = _prove(bundle, plan, candidate_entry, others, seed, threads, max_memory_gb)
+        report, proof = _prove(bundle, plan, candidate_entry, others, seed, threads, max_memory_gb, kept)
         spec = bundle.specs[str(plan["graph"])]
         entry = {
             **candidate_entry,
@@ -411,8 +434,12 @@ def _build(
     builder: dict[str, Any],
     cache: bytes | None,
     verbose: bool,
+    kept: str = "",
 ) -> BuildResult:
-    """``build_serialized`` with parser errors explained by the lint findings on the same nodes."""
+    """``build_serialized`` with parser errors explained by the lint findings on the same nodes.
+
+    ``kept``: what this run already recorded, for the message (``"; the plan trt/ ... stays recorded"``).
+    """
     from seqdeploy.engine.build import ParseError, build_serialized
     from seqdeploy.lint import lint_manifest
 
@@ -424,6 +451,7 @@ def _build(
             line=target.line,
             workspace_gib=int(builder["workspace_gib"]),
             opt_level=int(builder["optimization_level"]),
+            strongly_typed=plan_strongly_typed(plan, target.line),
             timing_cache=cache,
             verbose=verbose,
         )
@@ -432,7 +460,7 @@ def _build(
         findings = lint_manifest(bundle.path, bundle.manifest, lint_target, only=[onnx_file]).findings
         lines = explain_parser_errors(exc.failures, findings, onnx_file)
         raise ExportError(
-            f"TensorRT {target.tensorrt}'s ONNX parser rejected {onnx_file} (nothing was written):\n  "
+            f"TensorRT {target.tensorrt}'s ONNX parser rejected {onnx_file} (no engine was written{kept}):\n  "
             + "\n  ".join(lines)
         ) from None
 
@@ -445,6 +473,7 @@ def _prove(
     seed: int,
     threads: int | None,
     max_memory_gb: float | None,
+    kept: str = "",
 ) -> tuple[ParityReport, ProofPlan]:
     """Verify the staged engine against fp32 PyTorch on an in-memory manifest that records it.
 
@@ -474,11 +503,16 @@ def _prove(
     )
     report = verify(dataclasses.replace(bundle, manifest=candidate_manifest, identity=()), opts)
     if report.partial:
-        raise Interrupted(f"compile interrupted while proving {candidate['file']}; nothing was recorded")
+        raise Interrupted(
+            f"compile interrupted while proving {candidate['file']}; the engine was not recorded"
+            + (kept or "; nothing was recorded")
+        )
     if not report.passed:
         raise ParityError(
             f"the {precision} engine failed its proof against fp32 PyTorch at atol {proof.atol:g} / rtol "
-            f"{proof.rtol:g} (it was deleted and nothing was recorded): {report.summary()}",
+            f"{proof.rtol:g} (it was deleted and "
+            + (f"not recorded{kept}" if kept else "nothing was recorded")
+            + f"): {report.summary()}",
             report,
         )
     return report, proof

@@ -7,7 +7,7 @@ the TensorRT lines it targets and how each line is driven, one optimization prof
 per-output tolerances and the hand-off kit's cases. Building on the target (``seqdeploy compile``,
 ``trtexec.sh``, ``polygraphy.sh``) is then mechanical: read the plan, call TensorRT.
 
-Stdlib only (no onnx, torch or TensorRT): the plan is pure data.
+No onnx, torch or TensorRT (only the tolerance table's NumPy-backed module): the plan is pure data.
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from seqdeploy.errors import InternalError, UsageError
+from seqdeploy.parity.compare import DEFAULT_TOLERANCES
 from seqdeploy.spec import BATCH, SEQ, IOSpec, TensorSpec
 
 __all__ = [
+    "DEFAULT_OPT_LEVEL",
+    "DEFAULT_WORKSPACE_GIB",
     "ENGINE_TEMPLATE",
     "KIT_DIR",
     "KIT_FILES",
@@ -70,34 +73,49 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
 class TrtLine:
     """How one TensorRT release line builds the plan's graph.
 
+    Every plan builds a **strongly typed** network on both lines, at both precisions (issue 8): the ONNX
+    file's types are the precision, so an fp32 engine is fp32 and an fp16 one is ``model.fp16.onnx``
+    exactly, whoever builds it (``seqdeploy compile``, ``trtexec.sh``, ``polygraphy.sh``).
+
     Attributes:
         line: ``"10.x"`` or ``"11.x"``.
         lint_target: The ``seqdeploy lint`` target with this line's parser rules.
-        strongly_typed_fp16: Build fp16 with ``STRONGLY_TYPED`` (10.x: opt-in flag; 11.x: always, no flag).
-        strongly_typed_flag: Whether the line has (and needs) the explicit ``--stronglyTyped`` flag.
+        strongly_typed_flag: Whether the line needs the explicit flag (``--stronglyTyped``,
+            ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``) to build strongly typed.
         notf32_flag: Whether ``--noTF32`` exists on this line (fp32 must mean fp32; T4 has no TF32 anyway).
     """
 
     line: str
     lint_target: str
-    strongly_typed_fp16: bool
     strongly_typed_flag: bool
     notf32_flag: bool
 
 
 TRT_LINES: dict[str, TrtLine] = {
-    # 10.x is weakly typed by default: fp32 builds as is, fp16 comes from model.fp16.onnx with the
-    # STRONGLY_TYPED flag (never BuilderFlag.FP16, which 11.x removed: one file, one meaning on both).
-    "10.x": TrtLine("10.x", "trt10", True, True, True),
+    # 10.x is weakly typed by default: the STRONGLY_TYPED flag makes it build the file's types (fp16 comes
+    # from model.fp16.onnx, never BuilderFlag.FP16, which 11.x removed: one file, one meaning on both).
+    "10.x": TrtLine("10.x", "trt10", True, True),
     # 11.x is always strongly typed; --stronglyTyped is a deprecated no-op and --fp16 is gone.
-    "11.x": TrtLine("11.x", "trt11", True, False, False),
+    "11.x": TrtLine("11.x", "trt11", False, False),
 }
 
-# Plan tolerances per precision, checked by polygraphy.sh against the fp32 PyTorch golden outputs.
-# fp32: issue 8's target for a TensorRT fp32 engine vs torch (1e-4), looser than verify's CPU-vs-CPU
-# 1e-5 because TensorRT's GEMM tactics accumulate in another order; fp16: verify's fp16 tolerance,
-# the one the fp16 variant was proven at on the CPU.
-KIT_TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (1e-4, 1e-3), "fp16": (1e-2, 1e-2)}
+DEFAULT_WORKSPACE_GIB = 2
+"""The builder's workspace pool limit when neither the plan nor ``--workspace-gib`` says otherwise."""
+DEFAULT_OPT_LEVEL = 3
+"""The builder optimization level by default (TensorRT's own default, on 10.x and 11.x)."""
+
+# Plan tolerances per precision — the one table for TensorRT backends (compile's proof, trt/trt-fp16,
+# ort-trt/ort-trt-fp16, polygraphy.sh, gpu-check's targets). An element passes when
+# |Δ| <= max(atol, rtol·|ref|) (Polygraphy's rule: it fails only if both are exceeded).
+# fp32: issue 8's target for a TensorRT fp32 engine vs torch, max|Δ| <= 1e-4, as atol and rtol alike:
+# 1e-4 absolute up to |ref| = 1 (states h, most outputs), 1e-4 relative beyond; looser than verify's
+# CPU-vs-CPU 1e-5 because TensorRT's GEMM tactics accumulate in another order.
+# fp16: verify's fp16 tolerance (parity.compare.DEFAULT_TOLERANCES), the one the fp16 variant was
+# proven at on the CPU — taken from there, never restated.
+KIT_TOLERANCES: dict[str, tuple[float, float]] = {
+    "fp32": (1e-4, 1e-4),
+    "fp16": (DEFAULT_TOLERANCES["fp16"].atol, DEFAULT_TOLERANCES["fp16"].rtol),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,12 +224,19 @@ def shape_problems(
     return problems
 
 
-def graph_file(manifest: Mapping[str, Any], precision: str, graph: str = "sequence") -> str:
-    """The ONNX file TensorRT builds for ``precision``: fp32 → the exported graph, fp16 → the fp16 variant.
+def graph_file(
+    manifest: Mapping[str, Any], precision: str, graph: str = "sequence", *, bundle_dir: str = "DIR"
+) -> str:
+    """The ONNX file TensorRT builds for ``precision``: fp32 → the exported graph, fp16 → the fp16 variant
+    (:func:`seqdeploy.lint.bundle.variant_file`, the one answer to "which file is the fp16 graph").
+
+    A name as the manifest records it: open it through ``Bundle.file``, which refuses paths outside the bundle.
 
     Raises:
         UsageError: Unknown precision, no such graph, or no fp16 variant (says how to make one).
     """
+    from seqdeploy.lint.bundle import variant_file
+
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
     graphs = manifest.get("graphs", {})
@@ -219,16 +244,7 @@ def graph_file(manifest: Mapping[str, Any], precision: str, graph: str = "sequen
         raise UsageError(f"the export has no '{graph}' graph (graphs: {sorted(graphs)})")
     if precision == "fp32":
         return str(graphs[graph]["file"])
-    variant = manifest.get("variants", {}).get("fp16")
-    if variant is None:
-        raise UsageError(
-            "--precision fp16 builds model.fp16.onnx, which this export does not have: create it (and prove it "
-            "on the CPU) with 'seqdeploy optimize DIR --fp16' first"
-        )
-    files = variant.get("graphs") or {variant.get("graph", "sequence"): variant["file"]}
-    if graph not in files:
-        raise UsageError(f"the fp16 variant has no '{graph}' graph; re-create it with 'seqdeploy optimize DIR --fp16'")
-    return str(files[graph])
+    return variant_file(manifest, "fp16", graph, needed_by=f"--precision {precision}", bundle_dir=bundle_dir)
 
 
 def tolerances_for(spec: IOSpec, precision: str) -> dict[str, dict[str, float]]:
@@ -279,8 +295,8 @@ def build_plan(
     lint: Mapping[str, Any],
     seed: int = 0,
     graph: str = "sequence",
-    workspace_gib: int = 2,
-    opt_level: int = 3,
+    workspace_gib: int = DEFAULT_WORKSPACE_GIB,
+    opt_level: int = DEFAULT_OPT_LEVEL,
 ) -> dict[str, Any]:
     """The plan (``plan.json``) for one graph of an export at one precision.
 
@@ -306,13 +322,14 @@ def build_plan(
         "onnx_sha256": onnx_sha256,
         "opset": manifest.get("opset"),
         "precision": precision,
-        "strongly_typed": precision == "fp16",
+        # Read by every builder: compile (network flags), trtexec.sh (--stronglyTyped), polygraphy.sh.
+        "strongly_typed": True,
         "tensorrt": {
             "lines": list(TRT_LINES),
             "per_line": {
                 name: {
                     "lint_target": line.lint_target,
-                    "strongly_typed": precision == "fp16" or not line.strongly_typed_flag,
+                    "strongly_typed": True,
                     "trtexec_flags": _trtexec_precision_flags(line, precision),
                 }
                 for name, line in TRT_LINES.items()
@@ -344,8 +361,9 @@ def build_plan(
 
 
 def _trtexec_precision_flags(line: TrtLine, precision: str) -> list[str]:
+    # Strongly typed at both precisions: fp32 stays fp32 and fp16 is the fp16 file's types (no --fp16).
     flags = []
-    if precision == "fp16" and line.strongly_typed_flag:
+    if line.strongly_typed_flag:
         flags.append("--stronglyTyped")
     if line.notf32_flag:
         flags.append("--noTF32")
@@ -369,6 +387,10 @@ _SCRIPT_HEAD = """#!/usr/bin/env bash
 # the target (a T4 is compute capability 7.5).
 set -euo pipefail
 cd "$(dirname "${{BASH_SOURCE[0]}}")/.."
+# Engines and the timing cache go OUTSIDE the export directory: $TRT_OUT, by default DIR.trt-out beside it.
+# Inside it they would be files the manifest does not list ('seqdeploy compile' refuses unrecorded
+# engines/, and 'compile --plan-only' replaces trt/ as a whole).
+TRT_OUT="${{TRT_OUT:-$(pwd -P).trt-out}}"
 """
 
 
@@ -381,20 +403,21 @@ def render_trtexec(plan: Mapping[str, Any]) -> str:
     lines = [
         _SCRIPT_HEAD.format(precision=plan["precision"], onnx=plan["onnx"]),
         "# usage: trt/trtexec.sh build 10|11   build the engine (TensorRT 10.x or 11.x trtexec on PATH, or $TRTEXEC)",
+        "#                                     into $TRT_OUT/engines/ (default DIR.trt-out/engines/, outside DIR)",
         "#        trt/trtexec.sh run 10|11     time it at the profile's opt shapes on the kit's opt inputs",
         'TRTEXEC="${TRTEXEC:-trtexec}"',
         'cmd="${1:-}"; line="${2:-}"',
         'case "$line" in 10|11) ;; *) echo "usage: $0 build|run 10|11 (TensorRT major)" >&2; exit 2;; esac',
         'SM="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d .)" || true',
         'SM="${SM:-unknown}"',
-        f'ENGINE="engines/{plan["graph"]}.{plan["precision"]}.sm${{SM}}.trt${{line}}.plan"',
+        f'ENGINE="$TRT_OUT/engines/{plan["graph"]}.{plan["precision"]}.sm${{SM}}.trt${{line}}.plan"',
         'case "$line" in',
         f"  10) PRECISION_FLAGS=({' '.join(per_line['10.x']['trtexec_flags'])}) ;;",
         f"  11) PRECISION_FLAGS=({' '.join(per_line['11.x']['trtexec_flags'])}) ;;",
         "esac",
         'case "$cmd" in',
         "  build)",
-        "    mkdir -p engines",
+        '    mkdir -p "$TRT_OUT/engines"',
         '    "$TRTEXEC" \\',
         f"      --onnx={q(plan['onnx'])} \\",
         f"      --minShapes={q(trtexec_shapes(prof, 'min'))} \\",
@@ -404,7 +427,7 @@ def render_trtexec(plan: Mapping[str, Any]) -> str:
         '      ${PRECISION_FLAGS[@]+"${PRECISION_FLAGS[@]}"} \\',
         f"      --memPoolSize=workspace:{int(plan['builder']['workspace_gib']) * 1024} \\",
         f"      --builderOptimizationLevel={int(plan['builder']['optimization_level'])} \\",
-        f"      --timingCacheFile={KIT_DIR}/timing.cache \\",
+        '      --timingCacheFile="$TRT_OUT/timing.cache" \\',
         '      --saveEngine="$ENGINE" \\',
         "      --skipInference",
         '    echo "engine: $ENGINE"',
@@ -434,10 +457,12 @@ def render_polygraphy(plan: Mapping[str, Any]) -> str:
     rtol = " ".join(f"{n}:{t['rtol']:g}" for n, t in tol.items())
     q = shlex.quote
     strongly = " --strongly-typed" if plan["strongly_typed"] else ""
+    engine_name = f"{plan['graph']}.{plan['precision']}"
     lines = [
         _SCRIPT_HEAD.format(precision=plan["precision"], onnx=plan["onnx"]),
         "# usage: trt/polygraphy.sh [trt]   build a TensorRT engine (Polygraphy + TensorRT) and compare it",
         "#        trt/polygraphy.sh onnxrt  the same comparison with ONNX Runtime (no GPU needed)",
+        "# The engine and the timing cache go to $TRT_OUT (default DIR.trt-out, outside DIR).",
         f"# Compares every output ({', '.join(tol)}) of every kit case "
         f"({', '.join(c['name'] for c in plan['kit']['cases'])}) with the fp32 PyTorch golden outputs,",
         f"# at the plan's {plan['precision']} tolerances; extra arguments go to polygraphy.",
@@ -451,7 +476,7 @@ def render_polygraphy(plan: Mapping[str, Any]) -> str:
         ")",
         'case "$mode" in',
         "  trt)",
-        "    mkdir -p engines",
+        '    mkdir -p "$TRT_OUT/engines"',
         '    SM="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d .)" || true',
         f'    exec "$POLYGRAPHY" run {q(plan["onnx"])} --trt{strongly} \\',
         f"      --trt-min-shapes {' '.join(q(s) for s in polygraphy_shapes(prof, 'min'))} \\",
@@ -459,8 +484,8 @@ def render_polygraphy(plan: Mapping[str, Any]) -> str:
         f"      --trt-max-shapes {' '.join(q(s) for s in polygraphy_shapes(prof, 'max'))} \\",
         f"      --pool-limit workspace:{int(plan['builder']['workspace_gib'])}G \\",
         f"      --builder-optimization-level {int(plan['builder']['optimization_level'])} \\",
-        f"      --load-timing-cache {KIT_DIR}/timing.cache --save-timing-cache {KIT_DIR}/timing.cache \\",
-        f'      --save-engine "engines/{plan["graph"]}.{plan["precision"]}.sm${{SM:-unknown}}.polygraphy.plan" \\',
+        '      --load-timing-cache "$TRT_OUT/timing.cache" --save-timing-cache "$TRT_OUT/timing.cache" \\',
+        f'      --save-engine "$TRT_OUT/engines/{engine_name}.sm${{SM:-unknown}}.polygraphy.plan" \\',
         '      "${COMPARE[@]}" "$@"',
         "    ;;",
         "  onnxrt)",

@@ -21,6 +21,7 @@ from seqdeploy.spec import BATCH, SEQ, IOSpec
 
 __all__ = [
     "ENGINES_DIR",
+    "GPU_EXTRA_TENSORRT",
     "MAX_OPT_LEVEL",
     "NUMPY_FROM_TRT",
     "ORT_TRT_CACHE_DIR",
@@ -32,15 +33,22 @@ __all__ = [
     "engine_io_problems",
     "engine_path",
     "explain_parser_errors",
+    "line_typed",
+    "listed_sha256",
     "network_creation_flags",
     "no_tensorrt_message",
     "ort_trt_cache_dir",
     "ort_trt_options",
+    "plan_strongly_typed",
     "proof_plan",
     "select_engine",
+    "stale_reason",
     "trt_line",
     "unresolved_outputs",
 ]
+
+GPU_EXTRA_TENSORRT = "tensorrt-cu12==10.16.1.11"
+"""What the ``gpu`` extra pins (pyproject.toml; a test keeps the two equal): engines are tied to it."""
 
 ENGINES_DIR = "engines"
 """Engines live in ``DIR/engines/``; every file there is listed in the manifest (``files``) with its sha256."""
@@ -82,29 +90,40 @@ def trt_line(version: str) -> str:
     if line not in TRT_LINES:
         raise BackendUnavailable(
             f"TensorRT {version} is not supported: seqdeploy builds with TensorRT {' or '.join(TRT_LINES)} "
-            "(pip install 'seqdeploy[gpu]' pins tensorrt-cu12>=10,<12)"
+            f"(pip install 'seqdeploy[gpu]' installs {GPU_EXTRA_TENSORRT}; 11.x is driven too when installed)"
         )
     return line
 
 
-def network_creation_flags(line: str, strongly_typed_bit: int) -> int:
+def network_creation_flags(line: str, strongly_typed_bit: int, *, strongly_typed: bool = True) -> int:
     """The ``Builder.create_network`` flags for a TensorRT line — **the one 10.x/11.x branch of the build**.
 
-    Both lines build a strongly typed network (the ONNX file's types are the precision: fp16 means
-    ``model.fp16.onnx``, never ``BuilderFlag.FP16``, which 11.x removed). 10.x is weakly typed unless
+    seqdeploy's plans build strongly typed networks on both lines (the ONNX file's types are the
+    precision: fp16 means ``model.fp16.onnx``, never ``BuilderFlag.FP16``, which 11.x removed); the plan's
+    ``per_line[line]["strongly_typed"]`` says so and is passed here. 10.x is weakly typed unless
     ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` is set; 11.x is always strongly typed and marks that
-    flag deprecated, so it gets none. Explicit batch is the only mode on both (``EXPLICIT_BATCH`` is
-    ignored by 10.x and removed in 11.x), so it is never passed.
+    flag deprecated, so it gets none (a plan cannot make 11.x weakly typed). Explicit batch is the only
+    mode on both (``EXPLICIT_BATCH`` is ignored by 10.x and removed in 11.x), so it is never passed.
 
     Args:
         line: ``"10.x"`` or ``"11.x"`` (:func:`trt_line`).
         strongly_typed_bit: ``int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)`` (1 on both lines).
+        strongly_typed: The plan's choice for this line.
     """
     if line == "10.x":
-        return 1 << strongly_typed_bit
+        return 1 << strongly_typed_bit if strongly_typed else 0
     if line == "11.x":
         return 0
     raise BackendUnavailable(f"unknown TensorRT line {line!r} (known: {', '.join(TRT_LINES)})")
+
+
+def plan_strongly_typed(plan: Mapping[str, Any], line: str) -> bool:
+    """Whether ``plan`` builds a strongly typed network on ``line`` (its ``per_line`` entry; a plan without
+    one, written before per-line flags existed, says it once for all lines).
+    """
+    per_line = (plan.get("tensorrt") or {}).get("per_line") or {}
+    entry = per_line.get(line) or {}
+    return bool(entry.get("strongly_typed", plan.get("strongly_typed", True)))
 
 
 # -- the running GPU --------------------------------------------------------------------------------------
@@ -171,7 +190,7 @@ def engine_entry(
         "gpu_name": target.gpu_name,
         "compute_capability": target.compute_capability,
         "hardware_compatibility": "none",
-        "strongly_typed": True,
+        "strongly_typed": line_typed(plan, target),
         "profiles": [dict(p) for p in plan["profiles"]],
         "plan_sha256": plan_sha256,
         "build_seconds": build_seconds,
@@ -180,6 +199,11 @@ def engine_entry(
         "tolerances": dict(plan["tolerances"]),
         "verified": dict(verified),
     }
+
+
+def line_typed(plan: Mapping[str, Any], target: GpuTarget) -> bool:
+    """Whether an engine of ``plan`` built on ``target`` is strongly typed (11.x: always)."""
+    return target.line == "11.x" or plan_strongly_typed(plan, target.line)
 
 
 def compatibility_problems(entry: Mapping[str, Any], target: GpuTarget) -> list[str]:
@@ -206,24 +230,71 @@ def compatibility_problems(entry: Mapping[str, Any], target: GpuTarget) -> list[
     return problems
 
 
+def listed_sha256(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """``{file: sha256}`` as the manifest's ``files`` table records them."""
+    files = manifest.get("files") or {}
+    return {str(k): str(v["sha256"]) for k, v in files.items() if isinstance(v, Mapping) and "sha256" in v}
+
+
+def stale_reason(entry: Mapping[str, Any], current: Mapping[str, str]) -> str | None:
+    """Why a recorded engine (or plan) was built from another version of its ONNX file than the bundle holds
+    now (``current``: file -> sha256 of the file as it is, :func:`listed_sha256` or measured); ``None``: it
+    was built from the current file.
+
+    ``optimize --fp16`` run again replaces ``model.fp16.onnx``: an engine built from the old file would run
+    the old model under the new file's name.
+    """
+    onnx = str(entry.get("onnx"))
+    now = current.get(onnx)
+    if now is None:
+        return f"{entry.get('file')} was built from {onnx}, which the bundle no longer has"
+    built = str(entry.get("onnx_sha256"))
+    if built != now:
+        return (
+            f"{entry.get('file')} was built from an earlier {onnx} (sha256 {built[:12]}…; the bundle's {onnx} is "
+            f"now {now[:12]}…)"
+        )
+    return None
+
+
 def select_engine(
-    manifest: Mapping[str, Any], *, graph: str, precision: str, target: GpuTarget, backend: str, bundle_dir: str
+    manifest: Mapping[str, Any],
+    *,
+    graph: str,
+    precision: str,
+    target: GpuTarget,
+    backend: str,
+    bundle_dir: str,
+    current_sha256: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The recorded engine a ``trt``/``trt-fp16`` runner uses on ``target``.
+    """The recorded engine a ``trt``/``trt-fp16`` runner uses on ``target``: one built from the graph file
+    as it is now (``current_sha256``: file -> sha256 as measured; default the manifest's ``files`` table),
+    for this compute capability and TensorRT version.
 
     Raises:
-        UsageError: No engine of that graph and precision is recorded (says how to build one).
+        UsageError: No engine of that graph and precision is recorded (says how to build one), or every one
+            was built from an earlier version of its ONNX file (a stale engine never runs).
         BackendUnavailable: Engines are recorded, but none was built for this GPU and TensorRT version
             (each one's mismatch is listed, with the rebuild command).
     """
     rebuild = f"seqdeploy compile {bundle_dir}" + ("" if precision == "fp32" else f" --precision {precision}")
-    engines = [e for e in manifest.get("engines") or [] if e.get("graph") == graph and e.get("precision") == precision]
-    if not engines:
+    recorded = [
+        e for e in manifest.get("engines") or [] if e.get("graph") == graph and e.get("precision") == precision
+    ]
+    if not recorded:
         raise UsageError(
             f"backend '{backend}' needs a {precision} TensorRT engine of the '{graph}' graph, and {bundle_dir} has "
             f"none recorded; build it on this GPU with '{rebuild}'"
         )
-    why: list[str] = []
+    current = listed_sha256(manifest) if current_sha256 is None else current_sha256
+    stale = [why for why in (stale_reason(e, current) for e in recorded) if why is not None]
+    engines = [e for e in recorded if stale_reason(e, current) is None]
+    if not engines:
+        raise UsageError(
+            f"backend '{backend}': no recorded {precision} engine was built from the graph file this bundle holds "
+            "now:\n  " + "\n  ".join(stale) + f"\nRebuild it on this GPU with '{rebuild}'"
+        )
+    why: list[str] = list(stale)
     for e in engines:
         problems = compatibility_problems(e, target)
         if not problems:
@@ -284,10 +355,12 @@ class ParserFailure:
 
     node: str
     """The ONNX node name (``ParserError.node_name()``), ``""`` when the error is not about a node."""
-    op: str
-    """The error code's name (``ParserError.code()``)."""
+    code: str
+    """The error code's name (``ParserError.code().name``, e.g. ``UNSUPPORTED_NODE``)."""
     message: str
     """``ParserError.desc()``."""
+    operator: str = ""
+    """The node's op type (``ParserError.node_operator()``), ``""`` when the error is not about a node."""
 
 
 def explain_parser_errors(errors: Sequence[ParserFailure], findings: Sequence[Finding], onnx_file: str) -> list[str]:
@@ -296,8 +369,12 @@ def explain_parser_errors(errors: Sequence[ParserFailure], findings: Sequence[Fi
     """
     lines = []
     for err in errors:
-        where = f"node '{err.node}'" if err.node else "the graph"
-        lines.append(f"{onnx_file}: {where}: {err.message} [{err.op}]")
+        where = (
+            (f"{err.operator} node '{err.node}'" if err.operator else f"node '{err.node}'")
+            if err.node
+            else "the graph"
+        )
+        lines.append(f"{onnx_file}: {where}: {err.message} [{err.code}]")
         related = [f for f in findings if f.graph in ("", onnx_file) and f.node == err.node]
         if related:
             lines += [f"    explained by lint {f.code} ({f.severity}): {f.message}" for f in related]

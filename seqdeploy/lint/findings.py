@@ -69,6 +69,8 @@ class LintReport:
 
     target: str
     findings: list[Finding] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    """Files that differ from the bundle's manifest, linted as they are (``--allow-modified``)."""
 
     @property
     def passed(self) -> bool:
@@ -85,13 +87,26 @@ class LintReport:
         self.findings.extend(findings)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"target", "passed", "findings": [...]}``: the ``seqdeploy lint --json`` schema."""
-        return {"target": self.target, "passed": self.passed, "findings": [f.to_dict() for f in self.findings]}
+        """``{"target", "passed", "findings": [...]}``: the ``seqdeploy lint --json`` schema (plus ``modified``
+        only when files were linted that differ from the manifest, accepted with ``--allow-modified``).
+        """
+        out: dict[str, Any] = {
+            "target": self.target,
+            "passed": self.passed,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+        if self.modified:
+            out["modified"] = list(self.modified)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LintReport:
         """Inverse of :meth:`to_dict`."""
-        return cls(str(data["target"]), [Finding.from_dict(f) for f in data.get("findings", [])])
+        return cls(
+            str(data["target"]),
+            [Finding.from_dict(f) for f in data.get("findings", [])],
+            [str(m) for m in data.get("modified", [])],
+        )
 
 
 def render_findings(findings: Sequence[Finding]) -> list[str]:

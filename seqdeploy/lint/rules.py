@@ -20,14 +20,18 @@ lstm-input-forget        E    E      E      ``input_forget != 0`` (not PyTorch's
 sequence-lens            E    E      E      with a ``lengths`` input, a recurrent node without ``sequence_lens``
 no-recurrent-op          E    E      E      a sequence graph without a native recurrent op (``seq`` unrolled)
 loop-op                  W    W      W      ``Loop``/``Scan``: weak spots of TensorRT and its ORT provider
-fp16-range               E    E      E      an fp16 weight or constant is inf/NaN (it overflowed 65504); in an
-                                            fp32 graph, a weight beyond 65504 is a warning (no fp16 variant)
+fp16-range               E    E      E      an fp16 weight or constant is inf/NaN where its fp32 source was finite
+                                            (it overflowed 65504; a deliberate -inf mask is fine); in an fp32
+                                            graph, a finite weight beyond 65504 or a NaN is a warning (no fp16
+                                            variant)
 rnn-activations          -    E      E      a bidirectional op whose forward and reverse activations (or
                                             alpha/beta) differ: the parser needs them equal
 opset-range              -    E      E      the default-domain opset is outside the parser's table
 custom-domain-op         -    E      E      an op outside the ONNX domain (``com.microsoft`` contrib ops such as
                                             the int8 variant's ``DynamicQuantizeLSTM``): no TensorRT importer
-loop-dynamic-scan        -    E      E      a ``Loop`` with scan outputs whose length is only known at run time
+loop-dynamic-scan        -    E      E      a ``Loop`` with scan outputs whose length is only known when it ends:
+                                            no trip count, an early-exit condition, or a trip count read from
+                                            data (a trip count from shapes or constants is fine)
 rnn-initial-state        -    E      E      an fp16 recurrent op without explicit ``initial_h``/``initial_c``: the
                                             parser makes FLOAT zeros, which a strongly typed fp16 network rejects
 =======================  ===  =====  =====  ====================================================================
@@ -45,7 +49,15 @@ from seqdeploy.lint.findings import Finding, Severity
 from seqdeploy.lint.targets import Target, get_target
 from seqdeploy.spec import IOSpec
 
-__all__ = ["FP16_MAX", "RECURRENT_OPS", "RULES", "TENSORRT_RULES", "lint_model", "recurrent_precision"]
+__all__ = [
+    "FP16_MAX",
+    "RECURRENT_OPS",
+    "RULES",
+    "TENSORRT_RULES",
+    "finite_peak",
+    "lint_model",
+    "recurrent_precision",
+]
 
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN", "DynamicQuantizeLSTM"})
 FP16_MAX = 65504.0
@@ -146,6 +158,7 @@ def lint_model(
     *,
     target: str | Target = "ort",
     graph: str = "",
+    source: Any | None = None,
 ) -> list[Finding]:
     """Lint an ``onnx.ModelProto`` for ``target``; returns every finding (empty = clean).
 
@@ -155,6 +168,10 @@ def lint_model(
             ``sequence-lens`` when there is no ``lengths`` graph input) are skipped.
         target: ``ort``, ``trt10``, ``trt11`` (or a :class:`Target`).
         graph: The file name to put in each finding.
+        source: The fp32 graph an fp16 variant was converted from, when known: an inf/NaN in an fp16
+            tensor is then an error only where the same-named fp32 tensor was finite (a deliberate ``-inf``
+            stays ``-inf``). Without it, an fp16 tensor that is all ±inf is a warning, NaN or inf among
+            finite values an error.
     """
     tgt = target if isinstance(target, Target) else get_target(target)
     found: list[Finding] = []
@@ -190,7 +207,7 @@ def lint_model(
                 )
     if tgt.tensorrt:
         _opset_rule(model, tgt, add)
-    _fp16_range_rule(model, recurrent, types, add)
+    _fp16_range_rule(model, recurrent, types, add, source)
     return found
 
 
@@ -305,23 +322,49 @@ def _initial_state_rule(n: Any, types: dict[str, int], add: Add) -> None:
         )
 
 
-def _constants(graph: Any) -> set[str]:
-    names = {i.name for i in graph.initializer}
-    names |= {n.output[0] for n in graph.node if n.op_type == "Constant" and n.output}
-    return names
+def _from_shapes_and_constants(name: str, graph: Any) -> bool:
+    """Whether tensor ``name`` of ``graph`` is computed only from shapes (``Shape``/``Size`` outputs) and
+    constants — a trip count TensorRT can take: its importers set a loop's length from an input's shape at
+    run time (the RNN and CumSum importers do so themselves). Data (a graph input such as ``lengths``, a
+    value read from a tensor) or a name from an enclosing graph makes it data-dependent.
+    """
+    producers = {o: n for n in graph.node for o in n.output if o}
+    constants = {i.name for i in graph.initializer}
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        t = todo.pop()
+        if t in seen or t in constants:
+            continue
+        seen.add(t)
+        node = producers.get(t)
+        if node is None:
+            return False  # a graph input (data) or a name from an enclosing graph
+        if node.op_type in ("Shape", "Size", "Constant"):
+            continue
+        if any(a.HasField("g") or len(a.graphs) for a in node.attribute):
+            return False  # computed by control flow
+        todo.extend(i for i in node.input if i)
+    return True
 
 
 def _loop_scan_rule(n: Any, owner: Any, add: Add) -> None:
+    """A ``Loop`` whose scan outputs TensorRT's parser cannot size: it needs a trip count known before the
+    loop runs (constants or shapes: a dynamic T through shape tensors is fine) and no early exit. A loop
+    whose condition can end it early (a ``while`` loop), or whose trip count is read from data, has scan
+    outputs of a length only known when it ends.
+    """
     carried = len(n.input) - 2
     scans = len(n.output) - carried
     if scans <= 0:
         return
-    consts = _constants(owner)
     trip = n.input[0] if n.input else ""
     cond = n.input[1] if len(n.input) > 1 else ""
     reasons = []
-    if not trip or trip not in consts:
-        reasons.append("its trip count is computed at run time" if trip else "it has no trip count")
+    if not trip:
+        reasons.append("it has no trip count")
+    elif not _from_shapes_and_constants(trip, owner):
+        reasons.append("its trip count is computed from data, not from shapes or constants")
     body = next((a.g for a in n.attribute if a.name == "body"), None)
     if cond or body is None:
         body_cond_in = body.input[1].name if body is not None and len(body.input) > 1 else ""
@@ -336,8 +379,9 @@ def _loop_scan_rule(n: Any, owner: Any, add: Add) -> None:
         add(
             "loop-dynamic-scan",
             n.name,
-            f"{_label(n)} has {scans} scan output(s) whose length is only known at run time "
-            f"({' and '.join(reasons)}); TensorRT's parser requires scan outputs of a build-time length. "
+            f"{_label(n)} has {scans} scan output(s) whose length is only known when the loop ends "
+            f"({' and '.join(reasons)}); TensorRT's parser needs scan outputs whose length is set before the "
+            "loop runs (a trip count from shapes or constants, no early exit). "
             "Export native LSTM/GRU/RNN ops instead of a scripted loop.",
         )
 
@@ -356,36 +400,88 @@ def _opset_rule(model: Any, tgt: Target, add: Add) -> None:
             )
 
 
-def _fp16_range_rule(model: Any, recurrent: list[Any], types: dict[str, int], add: Add) -> None:
+def finite_peak(arr: Any) -> float:
+    """``max|x|`` over the finite values of ``arr`` (``0.0`` when there are none), ``NaN`` if it holds a NaN.
+
+    ±inf is left out on purpose: it is exact in fp16 and graphs use it deliberately (max pooling masks
+    padded steps with ``masked_fill(-inf)``); only a finite value beyond 65504 overflows in conversion.
+    """
+    import numpy as np
+
+    a = np.asarray(arr, dtype=np.float64)
+    if a.size == 0:
+        return 0.0
+    if np.isnan(a).any():
+        return float("nan")
+    finite = a[np.isfinite(a)]
+    return float(np.abs(finite).max()) if finite.size else 0.0
+
+
+def _float_constants(model: Any) -> list[tuple[str, str, Any]]:
+    """``(tensor name, node name, NumPy array)`` of every float32/float16 initializer (node ``""``) and
+    ``Constant`` value, subgraphs included; external data (not loaded by lint) is skipped.
+    """
     import numpy as np
     from onnx import numpy_helper
 
-    fp16_graph = any(recurrent_precision(n, types) == "float16" for n in recurrent)
-    tensors = [(i.name, i) for i in model.graph.initializer]
+    out = [
+        (i.name, "", numpy_helper.to_array(i))
+        for i in model.graph.initializer
+        if i.data_type in (_FLOAT, _FLOAT16) and i.data_location != 1
+    ]
     for node, _ in _walk(model.graph):
-        if node.op_type == "Constant":
-            tensors.extend((node.output[0], a.t) for a in node.attribute if a.name == "value")
-    for name, t in tensors:
-        if t.data_type not in (_FLOAT, _FLOAT16) or t.data_location == 1:  # external data: not loaded here
+        if node.op_type != "Constant" or not node.output:
             continue
-        arr = numpy_helper.to_array(t)
-        if arr.size == 0:
-            continue
-        if t.data_type == _FLOAT16 and not np.isfinite(arr).all():
-            bad = int(arr.size - np.isfinite(arr).sum())
-            add(
-                "fp16-range",
-                "",
-                f"fp16 tensor '{name}' holds {bad} inf/NaN value(s): a value beyond the fp16 range (65504) "
-                "overflowed when it was converted. Rescale the weights or keep the model fp32.",
-            )
-        elif t.data_type == _FLOAT and not fp16_graph:
-            peak = float(np.abs(arr).max())
-            if peak > FP16_MAX:
+        for a in node.attribute:
+            if a.name == "value" and a.t.data_type in (_FLOAT, _FLOAT16) and a.t.data_location != 1:
+                out.append((node.output[0], node.name, numpy_helper.to_array(a.t)))
+            elif a.name == "value_float":
+                out.append((node.output[0], node.name, np.asarray(a.f, dtype=np.float32)))
+            elif a.name == "value_floats":
+                out.append((node.output[0], node.name, np.asarray(a.floats, dtype=np.float32)))
+    return [(n, node, arr) for n, node, arr in out if arr.size]
+
+
+def _fp16_range_rule(model: Any, recurrent: list[Any], types: dict[str, int], add: Add, source: Any) -> None:
+    import numpy as np
+
+    fp16_graph = any(recurrent_precision(n, types) == "float16" for n in recurrent)
+    sources = {n: arr for n, _, arr in _float_constants(source)} if source is not None else None
+    for name, node, arr in _float_constants(model):
+        if arr.dtype == np.float16:
+            bad = ~np.isfinite(arr)
+            if not bad.any():
+                continue
+            src = sources.get(name) if sources is not None else None
+            if src is not None and src.shape == arr.shape:
+                # Only where the fp32 source was finite: a -inf mask (max pooling) is -inf in both.
+                bad &= np.isfinite(src)
+                if not bad.any():
+                    continue
+            elif sources is None and not np.isnan(arr).any() and not np.isfinite(arr).any():
                 add(
                     "fp16-range",
-                    "",
-                    f"weight '{name}' reaches |x| = {peak:.6g}, beyond the fp16 range (65504): this graph has "
-                    "no fp16 form (seqdeploy optimize --fp16 refuses it); TensorRT builds it in fp32 only.",
+                    node,
+                    f"fp16 tensor '{name}' is all ±inf: deliberate (a mask) or an overflow of its fp32 value — lint "
+                    "it inside its export directory, where its fp32 source is compared",
+                    "warning",
+                )
+                continue
+            add(
+                "fp16-range",
+                node,
+                f"fp16 tensor '{name}' holds {int(bad.sum())} inf/NaN value(s) that are finite in the fp32 graph: "
+                "a value beyond the fp16 range (65504) overflowed when it was converted. Rescale the weights or "
+                "keep the model fp32.",
+            )
+        elif not fp16_graph:
+            peak = finite_peak(arr)
+            if np.isnan(peak) or peak > FP16_MAX:
+                reach = "holds NaN" if np.isnan(peak) else f"reaches |x| = {peak:.6g}, beyond the fp16 range (65504)"
+                add(
+                    "fp16-range",
+                    node,
+                    f"weight '{name}' {reach}: this graph has no fp16 form (seqdeploy optimize --fp16 refuses it); "
+                    "TensorRT builds it in fp32 only.",
                     "warning",
                 )

@@ -77,6 +77,16 @@ def test_trt_runner_refuses_an_engine_recorded_for_another_gpu(export_tiny, copy
         make_runner("trt", dataclasses.replace(b, manifest=manifest)).__enter__()
 
 
+def test_trt_runner_refuses_an_engine_built_from_an_earlier_graph_file(export_tiny, copy_export):
+    d = _export(export_tiny, copy_export, CONFIGS[1], "fp32")
+    compile_engine(d)
+    b = Bundle.load(d)
+    manifest = copy.deepcopy(b.manifest)
+    manifest["engines"][0]["onnx_sha256"] = "0" * 64  # built from another model.onnx than the one here
+    with pytest.raises(UsageError, match=r"was built from an earlier model\.onnx"):
+        make_runner("trt", dataclasses.replace(b, manifest=manifest)).__enter__()
+
+
 def test_profile_times_trt_with_cuda_events_against_torch_cuda(export_tiny, copy_export):
     d = _export(export_tiny, copy_export, CONFIGS[0], "fp16")
     compile_engine(d, precision="fp16")

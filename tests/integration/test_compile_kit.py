@@ -122,8 +122,10 @@ def test_fp16_kit_passes_at_fp16_tolerance_and_fails_when_perturbed(export_tiny,
     assert plan["tolerances"]["c_n"] == {"atol": 1e-2, "rtol": 1e-2}
     ok = polygraphy(d)
     assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
-    perturb_weight(d / "model.fp16.onnx", delta=0.5)
-    assert polygraphy(d).returncode != 0
+    # One weight off by 0.05 (5x the tolerance, not 50x): the kit must be sharp enough to see it.
+    perturb_weight(d / "model.fp16.onnx", delta=0.05)
+    bad = polygraphy(d)
+    assert bad.returncode != 0 and "FAILED | Output:" in bad.stdout + bad.stderr
 
 
 def test_shapes_option_sets_every_input(export_tiny, copy_export):
@@ -163,14 +165,46 @@ def test_trtexec_script_drives_trtexec_with_the_plan(export_tiny, copy_export, t
         "--optShapes=input:6x3x5,lengths:3,h0:1x3x4,c0:1x3x4",
         "--maxShapes=input:24x6x5,lengths:6,h0:1x6x4,c0:1x6x4",
     ]
-    assert "--noTF32" in args and "--stronglyTyped" not in args and "--skipInference" in args
-    assert any(a.startswith("--saveEngine=engines/sequence.fp32.sm") and a.endswith(".trt10.plan") for a in args)
+    # fp32 is built strongly typed too (the plan's network: compile builds it so); was weakly typed on 10.x.
+    assert "--noTF32" in args and "--stronglyTyped" in args and "--skipInference" in args
+    # The engine and the timing cache go outside the bundle (was: DIR/engines/, DIR/trt/timing.cache, which
+    # the next 'seqdeploy compile' refused as strays and '--plan-only' wiped).
+    out = f"{d.resolve()}.trt-out"
+    assert f"--timingCacheFile={out}/timing.cache" in args
+    assert any(
+        a.startswith(f"--saveEngine={out}/engines/sequence.fp32.sm") and a.endswith(".trt10.plan") for a in args
+    )
+    assert Path(out, "engines").is_dir() and not (d / "engines").exists()
     assert run("build", "11").returncode == 0 and "--noTF32" not in log.read_text()
+    custom = tmp_path / "elsewhere"
+    env["TRT_OUT"] = str(custom)
+    assert run("build", "10").returncode == 0 and f"--saveEngine={custom}/engines/" in log.read_text()
+    del env["TRT_OUT"]
     assert run("run", "10").returncode == 0
     assert "--loadInputs=input:trt/opt/input.bin,lengths:trt/opt/lengths.bin,h0:trt/opt/h0.bin,c0:trt/opt/c0.bin" in (
         log.read_text()
     )
     assert run("build").returncode == 2  # the TensorRT line is required
+
+
+def test_polygraphy_script_builds_strongly_typed_outside_the_bundle(export_tiny, copy_export, tmp_path):
+    d = copy_export(export_tiny(**LSTM_LEN))
+    assert compile_(d, "--plan-only")[0] == 0
+    before = {p.name for p in d.iterdir()}
+    fake = tmp_path / "polygraphy"
+    log = tmp_path / "args.txt"
+    fake.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {log}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "POLYGRAPHY": str(fake)}
+    res = subprocess.run(["bash", str(d / "trt/polygraphy.sh")], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    args = log.read_text().splitlines()
+    assert args[:3] == ["run", "model.onnx", "--trt"] and "--strongly-typed" in args  # fp32 too
+    out = f"{d.resolve()}.trt-out"
+    assert args[args.index("--load-timing-cache") + 1] == args[args.index("--save-timing-cache") + 1]
+    assert args[args.index("--save-timing-cache") + 1] == f"{out}/timing.cache"
+    assert args[args.index("--save-engine") + 1].startswith(f"{out}/engines/sequence.fp32.sm")
+    assert {p.name for p in d.iterdir()} == before and Path(out, "engines").is_dir()
 
 
 def test_exit_codes(export_tiny, copy_export, tmp_path):
@@ -180,7 +214,7 @@ def test_exit_codes(export_tiny, copy_export, tmp_path):
         assert code == 3 and "--plan-only" in out and "TensorRT" in out
         assert not (d / "trt").exists()
     code, out = compile_(d, "--plan-only", "--precision", "fp16")
-    assert code == 2 and "seqdeploy optimize DIR --fp16" in out
+    assert code == 2 and f"seqdeploy optimize {d} --fp16" in out
     assert compile_(tmp_path / "nope", "--plan-only")[0] == 2
 
 

@@ -200,3 +200,99 @@ def test_converter_refuses_what_it_cannot_convert():
     )
     with pytest.raises(ExportError, match="RandomNormal node 'rand' is not supported"):
         convert_to_fp16(helper.make_model(g))
+
+
+MAX_POOL_LEN = {
+    "cell": "gru",
+    "embedding": {"vocab_size": 50, "dim": 5, "padding_idx": 0},
+    "head": {"task": "classify", "num_classes": 3, "pooling": "max"},
+    "export": {"lengths": True},
+}
+
+
+def test_max_pooling_with_lengths_gets_an_fp16_variant(export_tiny, copy_export, tmp_path):
+    """Max pooling masks padded steps with -inf (exact in fp16): not a range violation anywhere."""
+    from seqdeploy.lint import lint_path
+
+    d = copy_export(export_tiny(**MAX_POOL_LEN))
+    fp32 = onnx.load(str(d / "model.onnx"))
+    consts = [numpy_helper.to_array(a.t) for n in fp32.graph.node if n.op_type == "Constant" for a in n.attribute]
+    assert any(np.isneginf(c).any() for c in consts if c.dtype == np.float32)  # the mask is really there
+    assert lint_path(d, "trt10").findings == []  # was: "weight ... reaches |x| = inf" (a warning)
+
+    res = CliRunner().invoke(cli, ["optimize", str(d), "--fp16"])
+    assert res.exit_code == 0, res.output  # was: exit 1, "'/Constant_6_output_0' (|x| = inf)"
+    manifest = json.loads((d / "manifest.json").read_text())
+    entry = manifest["variants"]["fp16"]
+    assert np.isfinite(entry["weights_max_abs"]) and np.isfinite(entry["activations_max_abs"])
+    assert "padding" in entry["verified"]["modes"]  # padded rows: the masked steps are really exercised
+    assert manifest["lint"]["trt10"] == {"target": "trt10", "passed": True, "findings": []}
+    for target in ("ort", "trt10", "trt11"):
+        assert lint_path(d, target).findings == [], target
+        assert lint_path(d / "model.fp16.onnx", target).findings == [], target
+
+    # Without its fp32 source the lint cannot tell a mask from an overflow: a warning, not a verdict.
+    loose = tmp_path / "loose.fp16.onnx"
+    loose.write_bytes((d / "model.fp16.onnx").read_bytes())
+    report = lint_path(loose, "trt10")
+    assert report.passed and [(f.code, f.severity) for f in report.findings] == [("fp16-range", "warning")]
+    assert "all ±inf" in report.findings[0].message and report.findings[0].node  # the Constant node's name
+
+
+def test_a_nan_or_an_overflowing_mask_is_still_refused():
+    from onnx import helper
+
+    from seqdeploy.fp16 import range_violations, weight_peaks
+
+    def model(value: float) -> onnx.ModelProto:
+        c = helper.make_node(
+            "Constant", [], ["c"], name="mask", value=helper.make_tensor("v", TensorProto.FLOAT, [2], [value, 1.0])
+        )
+        add = helper.make_node("Add", ["x", "c"], ["y"], name="add")
+        g = helper.make_graph(
+            [c, add],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        )
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+    assert range_violations(weight_peaks(model(-np.inf))) == []
+    convert_to_fp16(model(-np.inf))  # fine: -inf is exact in fp16
+    for bad, shown in ((np.nan, "'c' (holds NaN)"), (70000.0, "'c' (|x| = 70000)")):
+        with pytest.raises(ExportError, match="weights exceed the fp16 range") as e:
+            convert_to_fp16(model(bad))
+        assert shown in str(e.value)
+    # Peaks are finite maxima (NaN kept): NaN first, then the largest finite overflow; small ones pass.
+    peaks = {"ok": 1.0, "big": 7e4, "nan": float("nan")}
+    assert [n for n, _ in range_violations(peaks)] == ["nan", "big"]
+
+
+def test_a_graph_with_ops_that_take_no_float16_is_refused_naming_the_node():
+    """A float Range has no float16 kernel in ONNX's type constraints: exit 1 naming the node, not exit 70."""
+    from onnx import helper
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"], name="shape"),
+        helper.make_node("Cast", ["s"], ["sf"], name="to_float", to=TensorProto.FLOAT),
+        helper.make_node("Squeeze", ["sf"], ["n"], name="squeeze"),
+        helper.make_node("Range", ["zero", "n", "one"], ["r"], name="float_range"),
+        helper.make_node("Add", ["x", "r"], ["y"], name="add"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
+        [
+            numpy_helper.from_array(np.array(0, np.float32), "zero"),
+            numpy_helper.from_array(np.array(1, np.float32), "one"),
+        ],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(m, full_check=True)
+    with pytest.raises(
+        ExportError, match=r"Range node 'float_range': start 'zero', limit 'n', delta 'one', output 'r'"
+    ):
+        convert_to_fp16(m)
+    assert ExportError.exit_code == 1

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from seqdeploy.cli import cli
-from seqdeploy.cli.lint import _TARGETS
-from seqdeploy.lint import RULES, TARGETS, lint_path
+from seqdeploy.cli.lint import lint_cmd
+from seqdeploy.lint import DEFAULT_TARGET, RULES, TARGETS, lint_path
 from seqdeploy.lint.rules import TENSORRT_RULES
 from tests.integration._onnx_surgery import INITIAL_C, INITIAL_H, SEQUENCE_LENS, drop_input, edit_onnx, recurrent_node
 
@@ -28,9 +28,9 @@ BI_LSTM = {"bidirectional": True}
 GRU_BI = {"cell": "gru", "bidirectional": True}
 
 
-def lint(path: Path, target: str = "trt10") -> tuple[int, dict[str, Any], str]:
+def lint(path: Path, target: str = "trt10", *extra: str) -> tuple[int, dict[str, Any], str]:
     out = path.parent / f"lint-{target}.json" if path.is_file() else path.parent / f"{path.name}-lint-{target}.json"
-    res = CliRunner().invoke(cli, ["lint", str(path), "--target", target, "--json", str(out)])
+    res = CliRunner().invoke(cli, ["lint", str(path), "--target", target, "--json", str(out), *extra])
     report = json.loads(out.read_text()) if out.exists() else {}
     return res.exit_code, report, res.output
 
@@ -53,7 +53,9 @@ def set_attr(path: Path, name: str, value: Any, op: str | None = None) -> str:
 
 
 def test_cli_targets_match_the_library():
-    assert set(_TARGETS) == set(TARGETS)
+    target = next(p for p in lint_cmd.params if p.name == "target")
+    assert list(target.type.choices) == list(TARGETS)  # type: ignore[attr-defined]
+    assert target.default == DEFAULT_TARGET
     assert set(TENSORRT_RULES) == {
         "rnn-activations",
         "opset-range",
@@ -171,14 +173,21 @@ def test_com_microsoft_ops_fail_a_single_file_but_only_warn_as_the_cpu_only_int8
     assert {f["code"] for f in manifest["lint"]["trt10"]["findings"]} == {"custom-domain-op"}
 
 
-def _add_loop(path: Path, *, dynamic: bool) -> None:
-    """A side Loop over the input with one scan output (not wired to any graph output)."""
+def _add_loop(path: Path, *, trip: str, early_exit: bool = False) -> None:
+    """A side Loop over the input with one scan output (not wired to any graph output).
+
+    ``trip``: ``constant`` (4), ``shape`` (seq, read from the input's shape at run time), ``data`` (a value
+    of the input tensor itself) or ``none``; ``early_exit``: the body computes its condition (a while loop).
+    """
     with edit_onnx(path) as model:
+        body_nodes = [helper.make_node("Cast", ["i"], ["scan_out"], to=TensorProto.FLOAT)]
+        if early_exit:  # keep going while i < 2: the loop can stop before its trip count
+            model.graph.initializer.extend([numpy_helper.from_array(np.array(2, np.int64), "loop_limit")])
+            body_nodes.append(helper.make_node("Less", ["i", "loop_limit"], ["cond_out"]))
+        else:
+            body_nodes.append(helper.make_node("Identity", ["cond_in"], ["cond_out"]))
         body = helper.make_graph(
-            [
-                helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-                helper.make_node("Cast", ["i"], ["scan_out"], to=TensorProto.FLOAT),
-            ],
+            body_nodes,
             "body",
             [
                 helper.make_tensor_value_info("i", TensorProto.INT64, []),
@@ -190,36 +199,58 @@ def _add_loop(path: Path, *, dynamic: bool) -> None:
             ],
         )
         nodes = []
-        if dynamic:  # trip count = seq, read from the input's shape at run time
-            model.graph.initializer.extend([numpy_helper.from_array(np.array([0], np.int64), "loop_idx")])
+        model.graph.initializer.extend([numpy_helper.from_array(np.array([0], np.int64), "loop_idx")])
+        if trip == "shape":  # trip count = seq, from the input's shape: TensorRT sizes the scan from it
             nodes += [
                 helper.make_node("Shape", ["input"], ["loop_shape"]),
                 helper.make_node("Gather", ["loop_shape", "loop_idx"], ["loop_trip_1d"]),
                 helper.make_node("Squeeze", ["loop_trip_1d"], ["loop_trip"]),
             ]
-        else:
+        elif trip == "data":  # trip count = a value read from the input tensor: known only at run time
+            nodes += [
+                helper.make_node("ReduceMax", ["input"], ["loop_max"], keepdims=0),
+                helper.make_node("Cast", ["loop_max"], ["loop_trip"], to=TensorProto.INT64),
+            ]
+        elif trip == "constant":
             model.graph.initializer.extend([numpy_helper.from_array(np.array(4, np.int64), "loop_trip")])
-        nodes.append(helper.make_node("Loop", ["loop_trip", ""], ["scanned"], name="side_loop", body=body))
+        cond = ""
+        if early_exit:
+            model.graph.initializer.extend([numpy_helper.from_array(np.array(True), "loop_go")])
+            cond = "loop_go"
+        trip_name = "" if trip == "none" else "loop_trip"
+        nodes.append(helper.make_node("Loop", [trip_name, cond], ["scanned"], name="side_loop", body=body))
         model.graph.node.extend(nodes)
 
 
-def test_loop_with_a_runtime_scan_length(export_tiny, copy_export):
+@pytest.mark.parametrize(
+    ("trip", "early_exit", "why"),
+    [
+        ("data", False, "trip count is computed from data, not from shapes or constants"),
+        ("shape", True, "its condition can end it early"),
+        ("none", True, "it has no trip count and its condition can end it early"),
+    ],
+)
+def test_loop_with_a_scan_length_known_only_when_it_ends(export_tiny, copy_export, trip, early_exit, why):
     d = copy_export(export_tiny())
-    _add_loop(d / "model.onnx", dynamic=True)
+    _add_loop(d / "model.onnx", trip=trip, early_exit=early_exit)
     code, report, _ = lint(d, "trt10")
     assert code == 1 and codes(report) == ["loop-dynamic-scan"]
     (f,) = [f for f in report["findings"] if f["severity"] == "error"]
     assert f["node"] == "side_loop"
-    assert "1 scan output(s)" in f["message"] and "trip count is computed at run time" in f["message"]
+    assert "1 scan output(s)" in f["message"] and why in f["message"]
     assert codes(report, "warning") == ["loop-op"]
     assert lint(d, "ort")[0] == 0  # ORT runs it; only the warning
 
 
-def test_loop_with_a_constant_trip_count_only_warns(export_tiny, copy_export):
+@pytest.mark.parametrize("trip", ["constant", "shape"])
+def test_loop_with_a_trip_count_from_constants_or_shapes_only_warns(export_tiny, copy_export, trip):
+    # A trip count from the input's shape is what scripted RNN loops have; onnx-tensorrt sizes scan outputs
+    # from shapes at run time (was: flagged as an error, which blocked compile --plan-only).
     d = copy_export(export_tiny())
-    _add_loop(d / "model.onnx", dynamic=False)
-    code, report, _ = lint(d, "trt11")
-    assert code == 0 and codes(report, None) == ["loop-op"]
+    _add_loop(d / "model.onnx", trip=trip)
+    for target in ("trt10", "trt11"):
+        code, report, _ = lint(d, target)
+        assert code == 0 and codes(report, None) == ["loop-op"], target
 
 
 def test_fp16_recurrent_op_without_explicit_states(export_tiny, copy_export):
@@ -320,7 +351,7 @@ def test_usage_errors_exit_2(tmp_path):
     res = runner.invoke(cli, ["lint", str(tmp_path)])
     assert res.exit_code == 2 and "not a seqdeploy export directory" in res.output
     assert runner.invoke(cli, ["lint", str(tmp_path), "--target", "trt9"]).exit_code == 2
-    (tmp_path / "manifest.json").write_text('{"graphs": {"sequence": {}}}')
+    (tmp_path / "manifest.json").write_text('{"schema_version": 1, "graphs": {"sequence": {}}}')
     res = runner.invoke(cli, ["lint", str(tmp_path)])
     assert res.exit_code == 2 and "malformed manifest" in res.output
 
@@ -328,8 +359,11 @@ def test_usage_errors_exit_2(tmp_path):
 def test_missing_graph_file_is_an_error_finding(export_tiny, copy_export: Callable[[Path], Path]):
     d = copy_export(export_tiny())
     (d / "model.onnx").unlink()
-    code, report, _ = lint(d, "ort")
+    code, _, out = lint(d, "ort")  # the bundle no longer matches its manifest: refused like everywhere
+    assert code == 2 and "model.onnx: is missing" in out
+    code, report, _ = lint(d, "ort", "--allow-modified")
     assert code == 1 and codes(report) == ["unreadable"]
+    assert report["modified"] == ["model.onnx: is missing (or not a regular file)"]
 
 
 def test_initial_h_dropped_from_fp32_graph_is_not_a_tensorrt_error(export_tiny, copy_export):
@@ -338,3 +372,33 @@ def test_initial_h_dropped_from_fp32_graph_is_not_a_tensorrt_error(export_tiny, 
     drop_input(d / "model.onnx", INITIAL_H)
     report = lint_path(d, "trt10")
     assert "rnn-initial-state" not in [f.code for f in report.findings]
+
+
+def test_a_report_never_overwrites_a_bundle_file(export_tiny, copy_export):
+    d = copy_export(export_tiny())
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    for path, target in ((d, d / "manifest.json"), (d / "model.onnx", d / "model.onnx"), (d, d / "model.pt")):
+        res = CliRunner().invoke(cli, ["lint", str(path), "--json", str(target)])
+        assert res.exit_code == 2, res.output  # was: exit 0, the manifest replaced by the lint report
+        assert "a file of the bundle" in res.output
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+    res = CliRunner().invoke(cli, ["lint", str(d), "--json", str(d / "lint.json")])  # beside them: fine
+    assert res.exit_code == 0 and json.loads((d / "lint.json").read_text())["passed"] is True
+
+
+def test_a_tampered_graph_is_refused_unless_allowed(export_tiny, copy_export):
+    d = copy_export(export_tiny(cell="gru"))
+    model = onnx.load(str(d / "model.onnx"))
+    node = next(n for n in model.graph.node if n.op_type == "GRU")
+    for a in node.attribute:
+        if a.name == "linear_before_reset":
+            a.i = 0
+    onnx.save(model, str(d / "model.onnx"))  # changed behind the manifest's back (no restamp)
+    for path in (d, d / "model.onnx"):
+        code, _, out = lint(path, "trt10")
+        assert code == 2, out  # was: the bundle's tampered file linted as if it were the export
+        assert "model.onnx: differs from the manifest" in out
+    code, report, out = lint(d, "trt10", "--allow-modified")
+    assert code == 1 and codes(report) == ["gru-linear-before-reset"]
+    assert report["modified"] == ["model.onnx: differs from the manifest (sha256 mismatch)"]
+    assert "WARNING: linting a modified bundle (--allow-modified): model.onnx: differs" in out

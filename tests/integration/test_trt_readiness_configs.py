@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 
 from seqdeploy.engine.compile import plan_only
@@ -41,8 +42,16 @@ def test_shipped_config_is_tensorrt_ready_on_the_cpu(config: Path, tmp_path: Pat
         assert all(v < 1e-2 for v in row["max_abs"].values()), row
     assert lint_path(d, "trt11").passed
 
-    spec = Bundle.load(d).specs["sequence"]
-    dynamic = [t.name for t in spec.inputs if any(isinstance(x, str) for x in t.dims)]
+    # The dynamic inputs as the exported graph declares them (a dim without a fixed value), not as
+    # profile_for derives them from the IOSpec: the profile must cover what TensorRT will see.
+    graph = onnx.load(str(d / "model.onnx"), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    dynamic = [
+        i.name
+        for i in graph.input
+        if i.name not in weights and any(not x.HasField("dim_value") for x in i.type.tensor_type.shape.dim)
+    ]
+    assert dynamic
     for precision in ("fp32", "fp16"):
         plan = plan_only(d, precision=precision).plan
         assert plan["onnx"] == ("model.onnx" if precision == "fp32" else "model.fp16.onnx")

@@ -63,7 +63,10 @@ class ParserError:
         return self.node
 
     def code(self) -> str:
-        return "UNSUPPORTED_NODE"
+        return "ErrorCode.UNSUPPORTED_NODE"  # how a pybind11 enum prints
+
+    def node_operator(self) -> str:
+        return "LSTM" if self.node else ""
 
     def desc(self) -> str:
         return self.text

@@ -56,6 +56,37 @@ def test_builds_strongly_typed_with_the_plan_profile_and_settings(fake_trt):
     assert res.warnings == ["WARNING: a warning worth keeping"]  # info dropped unless verbose
 
 
+def test_the_plans_typing_reaches_the_network(fake_trt):
+    mod = fake_trt()
+    build(strongly_typed=False)  # a plan that says weakly typed for 10.x (none seqdeploy writes)
+    assert mod.calls["network"].flags == 0
+
+
+def test_compile_builds_with_the_plans_flag_for_the_line(monkeypatch):
+    from seqdeploy.engine import build as build_mod
+    from seqdeploy.engine.compile import _build
+    from seqdeploy.engine.target import GpuTarget
+
+    seen = {}
+    monkeypatch.setattr(build_mod, "build_serialized", lambda *a, **kw: seen.update(kw))
+
+    class _Bundle:
+        def file(self, rel):
+            return Path("/x") / rel
+
+    plan = {
+        "onnx": "model.onnx",
+        "profiles": [PROFILE],
+        "strongly_typed": True,
+        "tensorrt": {"per_line": {"10.x": {"strongly_typed": False}, "11.x": {"strongly_typed": True}}},
+    }
+    builder = {"workspace_gib": 2, "optimization_level": 3}
+    _build(_Bundle(), plan, GpuTarget("10.16.1.11", "7.5", "T4", None), builder, None, False)
+    assert seen["strongly_typed"] is False  # read from the plan's line (was: never read)
+    _build(_Bundle(), plan, GpuTarget("11.4.0.106", "7.5", "T4", None), builder, None, False)
+    assert seen["strongly_typed"] is True
+
+
 def test_trt11_gets_no_deprecated_flag(fake_trt):
     mod = fake_trt()
     build(line="11.x")
@@ -68,9 +99,9 @@ def test_parser_errors_keep_their_nodes(fake_trt):
     fake_trt(parse_errors=[("/rnn/LSTM", "Assertion failed: layout == 0"), ("", "opset 30 unsupported")])
     with pytest.raises(ParseError) as info:
         build()
-    assert [(f.node, f.message) for f in info.value.failures] == [
-        ("/rnn/LSTM", "Assertion failed: layout == 0"),
-        ("", "opset 30 unsupported"),
+    assert [(f.node, f.operator, f.code, f.message) for f in info.value.failures] == [
+        ("/rnn/LSTM", "LSTM", "UNSUPPORTED_NODE", "Assertion failed: layout == 0"),  # was op="ErrorCode...."
+        ("", "", "UNSUPPORTED_NODE", "opset 30 unsupported"),
     ]
     assert info.value.exit_code == 1
 

@@ -88,6 +88,61 @@ def test_render_names_the_crossover_and_the_target(tmp_path):
     assert "≤ 8 min — met" in text
 
 
+def test_targets_are_the_plans_tolerances():
+    from seqdeploy.engine.plan import KIT_TOLERANCES
+
+    assert gc.targets() == {"trt": KIT_TOLERANCES["fp32"][0], "trt-fp16": KIT_TOLERANCES["fp16"][0]}
+    assert gc.targets() == {"trt": 1e-4, "trt-fp16": 1e-2}  # issue 8's numbers
+
+
+def test_out_is_cleared_only_when_gpu_check_made_it(tmp_path):
+    mine = tmp_path / "data"
+    mine.mkdir()
+    (mine / "precious.txt").write_text("keep me")
+    assert "did not make" in gc.prepare_out(mine)  # was: shutil.rmtree(--out), whatever it was
+    assert (mine / "precious.txt").read_text() == "keep me"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert "not a directory" in gc.prepare_out(afile) and afile.read_text() == "x"
+    fresh = tmp_path / "new" / "report"
+    assert gc.prepare_out(fresh) is None and (fresh / gc.MARKER).is_file()
+    (fresh / "old-report.md").write_text("stale")
+    assert gc.prepare_out(fresh) is None  # an earlier gpu-check's directory is cleared and reused
+    assert sorted(p.name for p in fresh.iterdir()) == [gc.MARKER]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert gc.prepare_out(empty) is None
+
+
+def _main(monkeypatch, *args):
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", *args])
+    return gc.main()
+
+
+def test_a_refused_out_exits_2_without_a_traceback(tmp_path, monkeypatch, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert _main(monkeypatch, "--out", str(afile)) == 2  # was: NotADirectoryError outside the try
+    err = capsys.readouterr().err
+    assert "gpu-check: --out" in err and "Traceback" not in err
+    assert _main(monkeypatch, "--out", str(tmp_path)) == 2 and afile.read_text() == "x"  # was: deleted
+
+
+def test_a_crash_while_rendering_is_reported_not_raised(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gc, "environment", lambda backends: {"backends": {}})
+    monkeypatch.setattr(gc, "per_config", lambda check, config, min_time: {"config": config})
+
+    def broken(*a, **kw):
+        raise KeyError("profile")
+
+    monkeypatch.setattr(gc, "render", broken)
+    out = tmp_path / "out"
+    assert _main(monkeypatch, "--out", str(out), "--skip-tests", "--configs", "x.toml") == 2
+    assert "KeyError" in (out / "logs" / "gpu-check-crash.log").read_text()
+    report = json.loads((out / "report.json").read_text())  # what ran is still reported
+    assert [s["name"] for s in report["steps"]] == ["tests (gpu, trt markers)"]
+
+
 @pytest.mark.slow
 def test_gpu_check_runs_to_completion_on_a_cpu_machine(tmp_path):
     cfg = tmp_path / "tiny.toml"

@@ -34,40 +34,43 @@ def run(ctx: trt.IExecutionContext, stream: int) -> bool:
 
 def workspace(config: trt.IBuilderConfig) -> None:
     config.set_memory_pool_limit("workspace", 2 << 30)
+
+def untyped(ctx):
+    return ctx.execute_async_v3(0)
 """
 
 
-def _mypy(tmp_path: Path, source: str) -> tuple[str, int]:
+def _mypy(tmp_path: Path, source: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, int]:
     api = pytest.importorskip("mypy.api")
     if not (TYPINGS / "tensorrt" / "__init__.pyi").is_file():
         pytest.skip(
             "typings/ is missing: run scripts/check (or python scripts/typings.py) to fetch the TensorRT stubs"
         )
     (tmp_path / "uses_trt.py").write_text(textwrap.dedent(source), encoding="utf-8")
-    # The project's settings for the stubs, with an absolute mypy_path (mypy resolves it from the cwd).
-    (tmp_path / "mypy.ini").write_text(
-        textwrap.dedent(f"""
-        [mypy]
-        strict = True
-        mypy_path = {TYPINGS}
-        cache_dir = {tmp_path / ".mypy_cache"}
-
-        [mypy-tensorrt,tensorrt.*,tensorrt_bindings,tensorrt_bindings.*]
-        ignore_errors = True
-        """),
-        encoding="utf-8",
+    # The project's own settings (pyproject.toml: strict, mypy_path, the stubs' override), not a copy of
+    # them: loosening the project's configuration must fail this test. mypy resolves mypy_path from the
+    # working directory, so it runs from the repository root.
+    monkeypatch.chdir(REPO)
+    out, err, status = api.run(
+        [
+            "--config-file",
+            str(REPO / "pyproject.toml"),
+            "--cache-dir",
+            str(tmp_path / ".mypy_cache"),
+            str(tmp_path / "uses_trt.py"),
+        ]
     )
-    out, err, status = api.run(["--config-file", str(tmp_path / "mypy.ini"), str(tmp_path / "uses_trt.py")])
     return out + err, status
 
 
-def test_mypy_rejects_a_misspelled_tensorrt_call_and_a_wrong_argument(tmp_path):
-    out, status = _mypy(tmp_path, BAD)
+def test_mypy_rejects_a_misspelled_tensorrt_call_and_a_wrong_argument(tmp_path, monkeypatch):
+    out, status = _mypy(tmp_path, BAD, monkeypatch)
     assert status == 1, out
     assert '"IExecutionContext" has no attribute "execute_async_v9"; maybe "execute_async_v3"?' in out
     assert 'Argument 1 to "set_memory_pool_limit" of "IBuilderConfig" has incompatible type "str"' in out
+    assert "Function is missing a type annotation" in out  # the project's strict = true is in force
 
 
-def test_mypy_accepts_the_same_calls_spelled_right(tmp_path):
-    out, status = _mypy(tmp_path, GOOD)
+def test_mypy_accepts_the_same_calls_spelled_right(tmp_path, monkeypatch):
+    out, status = _mypy(tmp_path, GOOD, monkeypatch)
     assert status == 0, out
