@@ -6,8 +6,10 @@ replace or refuse an existing target is taken at that rename, under a per-target
 racing for one ``-o`` cannot both win and a directory that appeared meanwhile is never deleted.
 
 * :func:`staged_dir` — a new directory artifact (an export bundle, a package).
+* :func:`staged_file` — one new file (a package archive, a timing cache).
 * :func:`bundle_transaction` — new files inside an existing bundle (variants, the TensorRT kit) plus the
   manifest that records them, committed together.
+* :func:`write_atomic` — a small file (a report, a manifest) written whole or not at all.
 * :func:`reading` — readers hold a shared lock while they load a bundle, so a concurrent ``--force``
   swap or a transaction's commit is never seen half-done.
 * :func:`handle_signals` — SIGTERM is treated exactly like Ctrl-C (a ``KeyboardInterrupt``), and the
@@ -16,7 +18,9 @@ racing for one ``-o`` cannot both win and a directory that appeared meanwhile is
 
 Locks live in a per-user directory under the system temp dir, keyed by the target's real path, so
 nothing is ever left beside the user's artifacts (a failed run leaves *nothing* behind) and read-only
-parents still work. Stdlib only: the torch-free runtime may use it.
+parents still work. Writers that do not share that directory (another user, another ``TMPDIR``, another
+container) are kept apart by ``flock`` on the staged paths and bundles themselves, which every process on
+the machine sees. Stdlib only: the torch-free runtime may use it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import re
 import shutil
 import signal
 import stat
+import sys
 import tempfile
 import threading
 import time
@@ -40,13 +45,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqdeploy.errors import UsageError
+from seqdeploy.errors import InternalError, UsageError
 
 __all__ = [
     "STAGING_MARKER",
     "Transaction",
     "bundle_transaction",
     "committed_paths",
+    "discarded_paths",
     "fault_point",
     "handle_signals",
     "is_staging_name",
@@ -56,6 +62,8 @@ __all__ = [
     "staged_dir",
     "staged_file",
     "target_lock",
+    "with_path",
+    "write_atomic",
 ]
 
 STAGING_MARKER = ".seqdeploy-staging"
@@ -70,18 +78,26 @@ _OWNER_RE = re.compile(r"\.(?:old-|stage-)?(\d+)-[a-z0-9_]{8}(?:\.partial)?$")
 _LOCK_WAIT_S = 60.0
 """How long a writer waits for readers to finish loading before its commit (readers hold it seconds)."""
 
-# Targets this run committed: a signal that lands after the commit point must not be reported as
-# "nothing was written" (the CLI reads this to choose between exit 130 and "completed").
+# Targets this run committed: a signal or an error that lands after a commit must not be reported as
+# "nothing was written" (the CLI names them when a command ends before its end).
 _COMMITTED: list[Path] = []
 # Signals this run received. A signal can surface as some other error: a KeyboardInterrupt raised inside a
 # C extension's import comes out as "ImportError: initialization failed", one inside an ORT call as an ORT
 # error. The CLI reads this so that such a run still ends as "interrupted" (130), not as that error.
 _SIGNALLED: list[int] = []
+# Staged paths this run removed after a failure: the CLI says "nothing half-written was left behind" only
+# when that is what happened, not for every full disk whatever wrote to it.
+_DISCARDED: list[Path] = []
 
 
 def committed_paths() -> tuple[Path, ...]:
     """Artifacts this run has committed (renamed into place) so far."""
     return tuple(_COMMITTED)
+
+
+def discarded_paths() -> tuple[Path, ...]:
+    """Staged paths (directories, files) this run removed after a failure or an interruption."""
+    return tuple(_DISCARDED)
 
 
 def signals_received() -> tuple[int, ...]:
@@ -97,6 +113,11 @@ def is_staging_name(name: str, target: str | None = None) -> bool:
         return bool(_STAGING_RE.match(name))
     prefix = f".{target}."
     return name.startswith(prefix) and bool(re.fullmatch(_SUFFIX, name[len(prefix) :]))
+
+
+def _unique(dest: Path, kind: str) -> Path:
+    """``.NAME.KIND-PID-RANDOM`` beside ``dest``: unique per run and per call, recognisably seqdeploy's."""
+    return dest.with_name(f".{dest.name}.{kind}-{os.getpid()}-{os.urandom(4).hex()}")
 
 
 # -- signals ---------------------------------------------------------------------------------------------
@@ -128,6 +149,7 @@ def handle_signals(*, final: bool = False) -> Iterator[None]:
     """
     _COMMITTED.clear()  # state of this run only (the CLI can be invoked several times in one process)
     _SIGNALLED.clear()
+    _DISCARDED.clear()
     if not _on_main_thread():
         yield
         return
@@ -147,8 +169,10 @@ def handle_signals(*, final: bool = False) -> Iterator[None]:
 def shielded() -> Iterator[list[int]]:
     """Hold SIGINT/SIGTERM/SIGHUP back while the block runs; re-raise one as ``KeyboardInterrupt`` after.
 
-    Yields the list of signals received so far, so a commit can look at it right before its point of no
-    return and abort instead. Used around commits and cleanups, which must never stop halfway.
+    Yields the list of signals received *inside the block* (empty on entry): a commit looks at it right
+    before its point of no return and aborts instead of committing. Used around commits and cleanups,
+    which must never stop halfway. Never wait inside it (a lock, a child): a signal would be held for
+    the whole wait — take locks first, then enter the shield.
     """
     if not _on_main_thread():
         yield []
@@ -173,6 +197,12 @@ def shielded() -> Iterator[list[int]]:
         raise KeyboardInterrupt(f"signal {signal.Signals(received[0]).name}")
 
 
+def _abort_if_signalled(received: list[int]) -> None:
+    """The last moment a commit may still give up: a signal held since the shield began aborts it."""
+    if received:
+        raise KeyboardInterrupt(f"signal {signal.Signals(received[0]).name} before the commit")
+
+
 # -- fault points (tests) ----------------------------------------------------------------------------------
 
 
@@ -185,12 +215,15 @@ def fault_point(name: str) -> None:
     point; the test resumes the run early by deleting the ready file), ``enospc`` (raise
     ``OSError(ENOSPC)``) or ``interrupt`` (raise ``KeyboardInterrupt``).
 
-    Points: ``export:model-built``, ``export:onnx-written``, ``export:self-check``, ``commit`` (every
-    :func:`staged_dir` and transaction, before its point of no return), ``commit:swapping`` (a ``--force``
-    swap, between its two renames: signals are held there), ``export:committed``,
-    ``optimize:int8-written``, ``optimize:committed``, ``bundle:loaded`` (a reader loaded and checked a
-    bundle, before its runners), ``bundle:checked`` (under the read lock, the bundle found unchanged, its
-    runners about to load) and ``bundle:runners-loaded`` (its work starts).
+    Points (the full list is in ``docs/errors.md``): ``export:model-built``, ``export:onnx-written``,
+    ``export:self-check``, ``export:committed``, ``optimize:int8-written``, ``optimize:fp16-written``,
+    ``optimize:committed``, ``compile:kit-written``, ``compile:engine-written``, ``commit`` (every
+    :func:`staged_dir`, :func:`staged_file` and transaction, before it takes the swap lock),
+    ``commit:locked`` (the swap lock taken, signals held, before the first rename: a signal held here
+    aborts the commit), ``commit:swapping`` (between the renames of a swap: signals held, the commit
+    goes on), ``bundle:loaded`` (a reader loaded and checked a bundle, before its runners),
+    ``bundle:checked`` (under the read lock, the bundle found unchanged, its runners about to load) and
+    ``bundle:runners-loaded`` (its work starts).
     """
     wanted = os.environ.get("SEQDEPLOY_FAULT_AT")
     if not wanted or name not in wanted.split(","):
@@ -210,7 +243,85 @@ def fault_point(name: str) -> None:
         time.sleep(0.05)
 
 
+# -- small files written whole --------------------------------------------------------------------------------
+
+
+def with_path(exc: OSError, path: Path | str) -> OSError:
+    """``exc`` naming ``path`` (a failed ``write``/``close`` carries no file name), for the CLI's message."""
+    if exc.filename or exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+
+
+def _create_locked(path: Path) -> int:
+    """Create ``path`` (exclusively, never through a symlink) and hold an ``flock`` on it: the file of a live
+    run, which a cleaner in any process — another user's, another container's — sees as such.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_atomic(path: Path | str, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all: a unique temp sibling, flushed, renamed over ``path``.
+
+    The one atomic writer of small files (reports, manifests, plans). Two writers of one path never share
+    a temp file (the last rename wins, each file whole); a failure or an interruption removes the temp
+    file, and temp files a killed run left for ``path`` are removed by the next write. An ``OSError``
+    always names ``path``.
+    """
+    dest = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    _clean_temps(dest.parent, dest.name)
+    tmp = _unique(dest, "stage")
+    try:
+        fd = _create_locked(tmp)
+        try:
+            with os.fdopen(os.dup(fd), "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())  # the data is on disk before the name points at it
+            _apply_umask(tmp, directory=False)
+            os.replace(tmp, dest)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        with shielded():
+            _discard(tmp)
+        raise with_path(exc, dest) from None
+    except BaseException:
+        with shielded():
+            _discard(tmp)
+        raise
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write a file that nobody else can see yet (inside a staging directory, or a unique pending name)."""
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise with_path(exc, path) from None
+
+
 # -- locks -------------------------------------------------------------------------------------------------
+
+
+class _NoLockDir(OSError):
+    """The lock directory cannot be used (cannot be created, or is not safely ours): run without locks."""
+
+
+_WARNED: list[str] = []
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.append(message)
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def _tmp_root() -> str:
@@ -224,9 +335,26 @@ def _tmp_root() -> str:
 
 
 def _lock_dir() -> Path:
+    """``$TMPDIR/seqdeploy-locks-UID``, created 0700 — and only if it is safely ours.
+
+    A directory another user made there first (``/tmp`` is shared) could hold symlinks where our lock
+    files go, or locks that block us forever: it must be a real directory, owned by us and writable by
+    nobody else; otherwise (or when it cannot be created: a read-only ``TMPDIR``) :class:`_NoLockDir`.
+    """
     uid = os.getuid() if hasattr(os, "getuid") else 0
     d = Path(_tmp_root()) / f"seqdeploy-locks-{uid}"
-    d.mkdir(mode=0o700, exist_ok=True)
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(d)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == uid and st.st_mode & 0o022:
+            os.chmod(d, 0o700)  # ours, but group/other-writable (made under another umask): tighten it
+            st = os.lstat(d)
+    except OSError as exc:
+        raise _NoLockDir(exc.errno, f"cannot create the lock directory {d} ({exc.strerror or exc})") from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
+        raise _NoLockDir(
+            errno.EPERM, f"{d} is not a directory owned by you and writable only by you; not using it for locks"
+        )
     return d
 
 
@@ -237,7 +365,8 @@ def _lock_file(target: Path, kind: str) -> Path:
 
 @contextlib.contextmanager
 def _flock(path: Path, mode: int, *, wait_s: float, what: Callable[[], str]) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    """Hold ``flock(mode)`` on ``path``, polling up to ``wait_s`` (interruptible: a signal stops the wait)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         deadline = time.monotonic() + wait_s
         while True:
@@ -257,9 +386,25 @@ def _flock(path: Path, mode: int, *, wait_s: float, what: Callable[[], str]) -> 
         os.close(fd)  # closing releases the lock
 
 
-def _holder(path: Path) -> str:
+@contextlib.contextmanager
+def _optional_flock(target: Path, kind: str, mode: int, *, wait_s: float, what: Callable[[], str]) -> Iterator[None]:
+    """:func:`_flock` on ``target``'s lock file, or no lock at all (with a warning) when the lock directory
+    is unusable: a read-only or foreign ``TMPDIR`` must not stop a reader or a writer. Without it, the
+    decision taken at the rename and the ``flock`` on staged paths still keep writers apart.
+    """
     try:
-        pid = path.read_text().strip()
+        path = _lock_file(target, kind)
+    except _NoLockDir as exc:
+        _warn_once(f"{exc.strerror}; working without the per-target lock (set TMPDIR to a private directory)")
+        yield
+        return
+    with _flock(path, mode, wait_s=wait_s, what=what):
+        yield
+
+
+def _holder(target: Path) -> str:
+    try:
+        pid = _lock_file(target, "write").read_text().strip()
     except OSError:
         pid = ""
     return f" (pid {pid})" if pid else ""
@@ -268,13 +413,13 @@ def _holder(path: Path) -> str:
 @contextlib.contextmanager
 def target_lock(target: Path) -> Iterator[None]:
     """Exclusive writer lock on ``target`` for a whole run; a second writer fails at once (exit 2)."""
-    path = _lock_file(target, "write")
-    with _flock(
-        path,
+    with _optional_flock(
+        target,
+        "write",
         fcntl.LOCK_EX,
         wait_s=0.0,
         what=lambda: (
-            f"{target}: another seqdeploy process{_holder(path)} is writing it right now; nothing was "
+            f"{target}: another seqdeploy process{_holder(target)} is writing it right now; nothing was "
             "changed. Wait for it to finish, or choose another path"
         ),
     ):
@@ -283,9 +428,12 @@ def target_lock(target: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _swap_lock(target: Path) -> Iterator[None]:
-    path = _lock_file(target, "swap")
-    with _flock(
-        path,
+    """The exclusive side of :func:`reading`; waits (interruptibly) for readers. Take it *before*
+    :func:`shielded`, so a signal during the wait stops the run instead of being held.
+    """
+    with _optional_flock(
+        target,
+        "swap",
         fcntl.LOCK_EX,
         wait_s=_LOCK_WAIT_S,
         what=lambda: f"{target}: still being read by another process after {_LOCK_WAIT_S:.0f} s; nothing changed",
@@ -299,20 +447,60 @@ def reading(target: Path) -> Iterator[None]:
 
     A writer commits (swaps a directory, renames files, rewrites the manifest) only under the exclusive
     side of the same lock, so a reader sees the old artifact or the new one, never a mix. Readers hold it
-    for seconds; a missing lock directory (read-only temp) degrades to no lock rather than failing.
+    for seconds; an unusable lock directory (read-only temp) degrades to no lock rather than failing.
     """
-    try:
-        path = _lock_file(target, "swap")
-    except OSError:
-        yield
-        return
-    with _flock(
-        path,
+    with _optional_flock(
+        target,
+        "swap",
         fcntl.LOCK_SH,
         wait_s=_LOCK_WAIT_S,
         what=lambda: f"{target}: being replaced by another process for over {_LOCK_WAIT_S:.0f} s; try again",
     ):
         yield
+
+
+@contextlib.contextmanager
+def _exclusive_inode(path: Path, what: str) -> Iterator[None]:
+    """Hold ``flock(LOCK_EX)`` on the directory ``path`` itself, failing at once if another process holds it.
+
+    Unlike the lock directory, an ``flock`` on the bundle's own inode is seen by every process on the
+    machine (another user, another ``TMPDIR``, another container with the directory mounted), so two
+    writers of one bundle can never both run, whatever their environments.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        yield  # vanished or unreadable: the caller's own operations report it
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(what) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _held_by_a_live_run(path: Path) -> bool:
+    """Whether another open file description holds an ``flock`` on ``path`` (a live run's staging path).
+
+    The kernel drops every lock of a process that died, however it died: a lock that is held means a live
+    owner, in any PID namespace. The probe's own lock is released at once.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 # -- renames -----------------------------------------------------------------------------------------------
@@ -347,22 +535,19 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
     os.rename(src, dst)
 
 
-def _write_text(path: Path, text: str) -> None:
-    """``path.write_text`` whose errors name ``path`` (a failed write or close names no file)."""
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        if exc.filename is None and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
-        raise
-
-
 def _remove(path: Path) -> None:
     """Delete a file or a tree we made, never following a symlink out of it."""
     if path.is_symlink() or path.is_file():
         path.unlink(missing_ok=True)
     elif path.exists():
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _discard(path: Path) -> None:
+    """Remove what this run staged for an artifact that will not be committed (and remember it)."""
+    if os.path.lexists(path):
+        _remove(path)
+        _DISCARDED.append(path)
 
 
 def _apply_umask(path: Path, *, directory: bool) -> None:
@@ -400,10 +585,13 @@ def _mkdirs(parent: Path, target: Path) -> None:
 def _owner_alive(path: Path) -> bool:
     """Whether the run that made this staging/moved-aside path is still running (then it is not a leftover).
 
-    The pid comes from the name (or, for a staging directory, its marker). The per-target lock already
-    keeps two writers apart, but only when they share a lock directory: two users, two ``TMPDIR``s or a
-    container writing to the same directory do not, and must never delete each other's live work.
+    First the ``flock`` every live run holds on its staging directory and staged files
+    (:func:`_held_by_a_live_run`): it works across users, ``TMPDIR``s and PID namespaces (containers),
+    where a pid means nothing. Then, for paths of runs that held no such lock, the pid in the name (or in
+    a staging directory's marker), in this PID namespace.
     """
+    if _held_by_a_live_run(path):
+        return True
     pid = None
     if m := _OWNER_RE.search(path.name):
         pid = int(m.group(1))
@@ -421,12 +609,20 @@ def _owner_alive(path: Path) -> bool:
     return True
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return os.lstat(path).st_mtime
+    except OSError:
+        return 0.0  # removed meanwhile (another cleaner): sorts last, and renaming it will fail
+
+
 def _clean_leftovers(parent: Path, name: str) -> None:
-    """Remove what a killed earlier run left for this target (we hold its lock).
+    """Remove what a killed earlier run left for this target.
 
     A moved-aside old artifact whose target is missing is the only copy left (the run died between the
     two renames of a swap): it is restored, never deleted. Paths of a run that is still alive (a writer
-    that does not share our lock directory) are left alone: the rename decides between us.
+    that does not share our lock directory) are left alone: the rename decides between us. Paths that
+    vanish meanwhile (another process cleaning too) are simply gone.
     """
     try:
         entries = list(parent.iterdir())
@@ -434,22 +630,53 @@ def _clean_leftovers(parent: Path, name: str) -> None:
         return
     target = parent / name
     mine = [p for p in entries if is_staging_name(p.name, name) and not _owner_alive(p)]
-    olds = sorted((p for p in mine if ".old-" in p.name), key=lambda p: p.stat().st_mtime, reverse=True)
+    olds = sorted((p for p in mine if ".old-" in p.name), key=_mtime, reverse=True)
     if olds and not os.path.lexists(target):
-        os.rename(olds[0], target)
+        with contextlib.suppress(FileNotFoundError):
+            _rename_noreplace(olds[0], target)
         mine.remove(olds[0])
     for p in mine:
         _remove(p)
 
 
-Replaceable = Callable[[Path], str | None]
+def _clean_temps(parent: Path, name: str) -> None:
+    """Remove the temp files (``.NAME.stage-PID-…``) killed runs left for the file ``parent/name``."""
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return
+    for p in entries:
+        if is_staging_name(p.name, name) and ".stage-" in p.name and not _owner_alive(p):
+            _remove(p)
+
+
+def _seqdeploy_artifact(target: Path, marker: str) -> bool:
+    """Whether ``target/marker`` is the manifest of an artifact seqdeploy wrote, not merely a file of that
+    name (a web app's ``manifest.json``): a JSON object of the export's or the package's shape.
+    """
+    path = target / marker
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read(64 << 20))  # a manifest is kilobytes; never read a huge file whole
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    if marker == "seqdeploy.json":  # a package (seqdeploy.package.manifest.PACKAGE_FORMAT)
+        return data.get("format") == "seqdeploy-package"
+    return isinstance(data.get("schema_version"), int) and (
+        isinstance(data.get("graphs"), dict) or isinstance(data.get("files"), dict)
+    )
 
 
 def _replace_refusal(target: Path, marker: str) -> str | None:
     """Why ``target`` must not be replaced with ``--force`` (``None``: it may be)."""
     if target.is_symlink() or not target.is_dir():
         return f"{target}: exists and is not a directory; choose another path"
-    if (target / marker).is_file():
+    label = {"manifest.json": "export", "seqdeploy.json": "package"}.get(marker, "artifact of this kind")
+    if _seqdeploy_artifact(target, marker):
         return None
     try:
         empty = not any(target.iterdir())
@@ -457,9 +684,13 @@ def _replace_refusal(target: Path, marker: str) -> str | None:
         return f"{target}: cannot be read ({exc.strerror or exc})"
     if empty:
         return None
-    label = {"manifest.json": "export", "seqdeploy.json": "package"}.get(marker, "artifact of this kind")
+    why = (
+        f"its {marker} is not one seqdeploy wrote (not a {label} manifest, or unreadable)"
+        if os.path.lexists(target / marker)
+        else f"no {marker}"
+    )
     return (
-        f"{target}: exists and is not a seqdeploy {label} (no {marker}); --force only replaces an earlier "
+        f"{target}: exists and is not a seqdeploy {label} ({why}); --force only replaces an earlier "
         f"{label.split()[0]} or an empty directory, never other data"
     )
 
@@ -478,13 +709,41 @@ def _preflight(target: Path, *, force: bool, marker: str, existed: bool) -> None
         raise UsageError(why if existed else f"{why} (it appeared while this run was working; nothing was changed)")
 
 
+def _make_staging_dir(parent: Path, dest: Path) -> tuple[Path, int]:
+    """A new staging directory beside ``dest`` and an open descriptor holding ``flock`` on it for the run.
+
+    The lock is what tells any cleaner (:func:`_owner_alive`) that the directory is alive. A cleaner could
+    remove the directory in the instant between ``mkdtemp`` and the lock: then it is made again.
+    """
+    for _ in range(5):
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}-", suffix=".partial", dir=parent))
+        except OSError as exc:
+            raise UsageError(f"{dest}: cannot create a staging directory in {parent}: {exc.strerror}") from None
+        fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.path.samestat(os.fstat(fd), os.lstat(tmp)):
+                return tmp, fd
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise UsageError(
+        f"{dest}: its staging directories in {parent} keep disappearing; is another program removing them?"
+    )
+
+
 @contextlib.contextmanager
 def staged_dir(target: Path | str, *, force: bool = False, kind: str = "manifest.json") -> Iterator[Path]:
     """Build a directory artifact in a staging directory and rename it to ``target`` only on success.
 
     Args:
         target: Where the artifact goes (``-o``). Symlinks and ``.`` are resolved first.
-        force: Replace an existing ``target`` that is an earlier artifact (has ``kind``) or is empty.
+        force: Replace an existing ``target`` that is an earlier artifact (its ``kind`` file is a manifest
+            seqdeploy wrote) or is empty.
         kind: The artifact's own manifest file name, how an earlier artifact is recognised.
 
     Yields:
@@ -493,8 +752,10 @@ def staged_dir(target: Path | str, *, force: bool = False, kind: str = "manifest
     The per-target writer lock is held for the whole block: a second writer fails at once with exit 2.
     The existence/``--force`` decision is checked early (to fail fast) and again at the rename, under the
     lock; a directory that appeared meanwhile is never replaced without ``--force`` and never deleted.
-    On any exception, ``KeyboardInterrupt`` included, the staging directory is removed and the exception
-    propagates; a replaced artifact is deleted only after its successor is in place.
+    A signal that arrives before the first rename of the commit aborts it; one that arrives during the
+    renames is held and delivered after them. On any exception, ``KeyboardInterrupt`` included, the
+    staging directory is removed and the exception propagates; a replaced artifact is deleted only after
+    its successor is in place.
 
     Raises:
         UsageError: ``target`` exists (without ``force``), is not replaceable, another writer holds it, or
@@ -506,67 +767,133 @@ def staged_dir(target: Path | str, *, force: bool = False, kind: str = "manifest
     with target_lock(dest):
         # Leftovers first: an old artifact a killed --force had moved aside is restored, and the decision
         # (exists? --force?) is then taken on what the user really has.
-        _clean_leftovers(parent, dest.name)
+        with shielded():
+            _clean_leftovers(parent, dest.name)
         _preflight(dest, force=force, marker=kind, existed=True)
-        try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}-", suffix=".partial", dir=parent))
-        except OSError as exc:
-            raise UsageError(f"{dest}: cannot create a staging directory in {parent}: {exc.strerror}") from None
+        tmp, fd = _make_staging_dir(parent, dest)
         try:
             _apply_umask(tmp, directory=True)
-            _write_text(tmp / STAGING_MARKER, json.dumps({"pid": os.getpid(), "target": str(dest)}))
+            _write_new(tmp / STAGING_MARKER, json.dumps({"pid": os.getpid()}))
             yield tmp
             fault_point("commit")
-            with shielded() as received:
-                if received:
-                    raise KeyboardInterrupt("interrupted before the commit")
-                (tmp / STAGING_MARKER).unlink()
-                _commit_dir(tmp, dest, force=force, marker=kind)
-                _COMMITTED.append(dest)
+            _commit_dir(tmp, dest, force=force, marker=kind)
         except BaseException:
             with shielded():
-                _remove(tmp)
+                _discard(tmp)
             raise
+        finally:
+            os.close(fd)
 
 
 def _commit_dir(tmp: Path, dest: Path, *, force: bool, marker: str) -> None:
-    with _swap_lock(dest):
-        _preflight(dest, force=force, marker=marker, existed=False)
-        if not os.path.lexists(dest):
+    with contextlib.ExitStack() as locked:
+        locked.enter_context(_swap_lock(dest))  # waits for readers: interruptible, outside the shield
+        with shielded() as received:
+            fault_point("commit:locked")
+            _preflight(dest, force=force, marker=marker, existed=False)
+            if not os.path.lexists(dest):
+                _abort_if_signalled(received)
+                (tmp / STAGING_MARKER).unlink()
+                try:
+                    _rename_noreplace(tmp, dest)
+                except FileExistsError:
+                    raise UsageError(
+                        f"{dest}: appeared while this run was working (another process made it); nothing was "
+                        "changed. Pass --force to replace it"
+                    ) from None
+                _COMMITTED.append(dest)
+                return
+            # A bundle being changed by a transaction (optimize, compile) in a process that does not share
+            # our lock directory holds an flock on it: never swap it away under that writer.
+            locked.enter_context(
+                _exclusive_inode(
+                    dest, f"{dest}: another seqdeploy process is writing into it right now; nothing was changed"
+                )
+            )
+            _abort_if_signalled(received)
+            (tmp / STAGING_MARKER).unlink()
+            old = _unique(dest, "old")
+            os.rename(dest, old)
             try:
+                fault_point("commit:swapping")  # the one moment the target is missing: only SIGKILL lands here
                 _rename_noreplace(tmp, dest)
-            except FileExistsError:
-                raise UsageError(
-                    f"{dest}: appeared while this run was working (another process made it); nothing was "
-                    "changed. Pass --force to replace it"
-                ) from None
-            return
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
-        os.rename(dest, old)
-        try:
-            fault_point("commit:swapping")  # the one moment the target is missing: only SIGKILL lands here
-            _rename_noreplace(tmp, dest)
-        except BaseException:
-            os.rename(old, dest)
-            raise
-    _remove(old)
+            except BaseException as exc:
+                try:
+                    os.rename(old, dest)
+                except OSError as undo:
+                    raise InternalError(
+                        f"{dest}: replacing it failed ({exc}) and the earlier artifact could not be put back "
+                        f"({undo.strerror or undo}); it is intact at {old}: rename it back to {dest}"
+                    ) from exc
+                raise
+            _COMMITTED.append(dest)
+            locked.close()  # readers may load the new artifact while the old one is deleted
+            _remove(old)
 
 
 @contextlib.contextmanager
-def staged_file(target: Path | str) -> Iterator[Path]:
-    """Write one file through a temp sibling, renamed over ``target`` on success (removed on failure)."""
-    dest = Path(target)
-    tmp = dest.with_name(f".{dest.name}.stage-{os.getpid()}-{os.urandom(4).hex()}")
-    try:
-        yield tmp
+def staged_file(target: Path | str, *, force: bool = False) -> Iterator[Path]:
+    """Write one file through a temp sibling, renamed onto ``target`` on success (removed on failure).
+
+    The temp file exists (empty, held with ``flock``) when the block starts; write to its path. The
+    per-target writer lock is held for the whole block (a second writer fails at once), temp files a
+    killed run left for ``target`` are removed first, and the decision is taken at the rename:
+
+    Args:
+        target: The file to write.
+        force: Replace whatever file is at ``target`` then (a cache: the last writer wins). Without it,
+            only the file that was at ``target`` when the block started (the one the caller checked and
+            decided to replace) is replaced; a file that appeared or was replaced meanwhile is kept and
+            :class:`UsageError` is raised, nothing changed.
+    """
+    dest = Path(os.path.realpath(target))
+    with target_lock(dest):
         with shielded():
-            if tmp.exists():
+            _clean_temps(dest.parent, dest.name)
+        seen = _inode(dest)
+        tmp = _unique(dest, "stage")
+        try:
+            fd = _create_locked(tmp)
+        except OSError as exc:
+            raise with_path(exc, tmp) from None
+        try:
+            yield tmp
+            fault_point("commit")
+            with shielded() as received:
+                now = _inode(dest)
+                if not force and now is not None and now != seen:
+                    raise UsageError(
+                        f"{dest}: appeared (or was replaced) while this run was working; nothing was changed. "
+                        "Run again to replace it"
+                    )
+                _abort_if_signalled(received)
                 _apply_umask(tmp, directory=False)
-            os.replace(tmp, dest)
-    except BaseException:
-        with shielded():
-            _remove(tmp)
-        raise
+                if now is None:
+                    try:
+                        _rename_noreplace(tmp, dest)
+                    except FileExistsError:
+                        if not force:
+                            raise UsageError(
+                                f"{dest}: appeared while this run was working; nothing was changed"
+                            ) from None
+                        os.replace(tmp, dest)
+                else:
+                    os.replace(tmp, dest)
+                _COMMITTED.append(dest)
+        except BaseException:
+            with shielded():
+                _discard(tmp)
+            raise
+        finally:
+            os.close(fd)
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 # -- in-place transactions on an existing bundle --------------------------------------------------------------
@@ -598,7 +925,7 @@ class Transaction:
         if "/" in relpath:  # a file inside a sub-directory: stage the whole sub-directory and write inside it
             raise UsageError(f"{relpath!r}: stage the directory '{relpath.split('/')[0]}' and write inside it")
         if relpath not in self.staged:
-            self.staged[relpath] = self.root / f".{relpath}.stage-{os.getpid()}-{os.urandom(4).hex()}"
+            self.staged[relpath] = _unique(self.root / relpath, "stage")
         return self.staged[relpath]
 
     def files(self) -> dict[str, Path]:
@@ -616,14 +943,19 @@ class Transaction:
     def commit(self, manifest: dict[str, Any], *, drop: tuple[str, ...] = (), stamp: bool = True) -> None:
         """Rename the staged paths into place and write ``manifest`` (its ``files`` table updated).
 
+        The new manifest is written first, under a unique pending name beside the old one (the only write
+        that needs space: a full disk fails before anything moved); then, under the swap lock (readers
+        finish loading first) and with signals held, only renames remain — the manifest's last — and any
+        failure among them is rolled back, newest first. A signal that arrived before the first rename
+        aborts the commit.
+
         Args:
             manifest: The new manifest; its ``files`` table is updated here, nothing else is changed.
             drop: Relpaths (files or directories) this commit removes from the bundle and the table.
-            stamp: Stamp the manifest's digest. ``False`` for a bundle whose manifest was already edited by
-                hand (accepted with ``--allow-modified``): its stale digest is kept, so the edit stays
-                visible to every later reader instead of being signed off by this commit.
+            stamp: Stamp the manifest's digest. ``False`` keeps the digest ``manifest`` carries (a stale
+                one stays visibly stale to every later reader instead of being signed off by this commit).
         """
-        from seqdeploy.manifest import file_entry, write_json, write_manifest  # lazily: manifest imports config
+        from seqdeploy.manifest import DIGEST_FIELD, file_entry, manifest_digest  # lazily: manifest imports config
 
         files = manifest.setdefault("files", {})
         for rel in (*drop, *self.staged):
@@ -631,42 +963,71 @@ class Transaction:
                 del files[name]
         for rel, tmp in self.files().items():
             files[rel] = file_entry(tmp)
+        if stamp:
+            manifest[DIGEST_FIELD] = manifest_digest(manifest)
         fault_point("commit")
-        with shielded() as received:
-            if received:
-                raise KeyboardInterrupt("interrupted before the commit")
-            with _swap_lock(self.root):
-                # The new manifest is written first, beside the old one: it is the only write that needs
-                # space, so a full disk fails here, before anything moved. Then only renames remain, the
-                # manifest's last; any failure among them is rolled back, newest first.
-                pending = self.root / f".{self.manifest_name}.stage-{os.getpid()}-{os.urandom(4).hex()}"
-                moved: list[tuple[Path, Path]] = []
+        pending = _unique(self.root / self.manifest_name, "stage")
+        try:
+            with contextlib.ExitStack() as locked:
+                _write_pending(locked, pending, json.dumps(manifest, indent=2, allow_nan=False) + "\n")
+                locked.enter_context(_swap_lock(self.root))  # interruptible wait for readers
+                with shielded() as received:
+                    fault_point("commit:locked")
+                    _abort_if_signalled(received)
+                    moved = self._swap(pending, drop)
+                    self.committed = True
+                    _COMMITTED.extend(self.root / rel for rel in self.staged)
+                    locked.close()  # readers may load the new bundle while the old files are deleted
+                    for _, aside in moved:
+                        if ".old-" in aside.name:
+                            _remove(aside)
+        except BaseException:
+            with shielded():
+                _discard(pending)
+            raise
+
+    def _swap(self, pending: Path, drop: tuple[str, ...]) -> list[tuple[Path, Path]]:
+        """The renames of :meth:`commit` (signals held), rolled back newest first if one fails."""
+        moved: list[tuple[Path, Path]] = []
+        try:
+            for rel in (*drop, *self.staged):
+                dest = self.root / rel
+                if os.path.lexists(dest):
+                    aside = _unique(dest, "old")
+                    os.rename(dest, aside)
+                    moved.append((dest, aside))
+            for rel, tmp in self.staged.items():
+                if tmp.is_dir():
+                    _apply_umask(tmp, directory=True)
+                os.rename(tmp, self.root / rel)
+                moved.append((tmp, self.root / rel))
+            fault_point("commit:swapping")  # files swapped, manifest not yet: only SIGKILL lands here
+            os.replace(pending, self.root / self.manifest_name)
+        except BaseException as exc:
+            stuck = []
+            for src, dst in reversed(moved):
                 try:
-                    (write_manifest if stamp else write_json)(pending, manifest)
-                    for rel in (*drop, *self.staged):
-                        dest = self.root / rel
-                        if os.path.lexists(dest):
-                            aside = self.root / f".{rel}.old-{os.getpid()}-{os.urandom(4).hex()}"
-                            os.rename(dest, aside)
-                            moved.append((dest, aside))
-                    for rel, tmp in self.staged.items():
-                        if tmp.is_dir():
-                            _apply_umask(tmp, directory=True)
-                        os.rename(tmp, self.root / rel)
-                        moved.append((tmp, self.root / rel))
-                    fault_point("commit:swapping")  # files swapped, manifest not yet: only SIGKILL lands here
-                    os.replace(pending, self.root / self.manifest_name)
-                except BaseException:
-                    for src, dst in reversed(moved):
-                        with contextlib.suppress(OSError):
-                            os.rename(dst, src)
-                    _remove(pending)
-                    raise
-                self.committed = True
-                _COMMITTED.extend(self.root / rel for rel in self.staged)
-            for _, aside in moved:
-                if ".old-" in aside.name:
-                    _remove(aside)
+                    os.rename(dst, src)
+                except OSError as undo:
+                    stuck.append(f"{dst} (belongs at {src}: {undo.strerror or undo})")
+            if stuck:
+                raise InternalError(
+                    f"{self.root}: the commit failed ({exc}) and could not be rolled back; the manifest is the old "
+                    f"one, but these files are not where it expects them: {'; '.join(stuck)}. Rename them back"
+                ) from exc
+            raise
+        return moved
+
+
+def _write_pending(stack: contextlib.ExitStack, path: Path, text: str) -> None:
+    """Write the pending manifest of a commit, holding ``flock`` on it (a live run's file) until ``stack`` ends."""
+    try:
+        fd = _create_locked(path)
+        stack.callback(os.close, fd)
+        with os.fdopen(os.dup(fd), "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise with_path(exc, path) from None
 
 
 def _recover_transaction(root: Path, manifest_name: str) -> None:
@@ -703,12 +1064,14 @@ def bundle_transaction(bundle_dir: Path | str, *, manifest_name: str = "manifest
     """Lock an existing bundle for writing and stage new files in it; see :class:`Transaction`.
 
     Leaving the block without :meth:`Transaction.commit` (an exception, Ctrl-C, SIGTERM) deletes everything
-    staged; the manifest and the existing files are untouched. A second writer fails at once (exit 2).
+    staged; the manifest and the existing files are untouched. A second writer fails at once (exit 2) —
+    also one that does not share the lock directory: the bundle directory itself is held with ``flock``.
     """
     root = Path(os.path.realpath(bundle_dir))
     if not root.is_dir():
         raise UsageError(f"{bundle_dir}: no such export directory; create one with 'seqdeploy export CONFIG -o DIR'")
-    with target_lock(root):
+    busy = f"{root}: another seqdeploy process is writing it right now; nothing was changed. Wait for it to finish"
+    with target_lock(root), _exclusive_inode(root, busy):
         with shielded():
             _recover_transaction(root, manifest_name)  # what a killed earlier run left; we hold the writer lock
         tx = Transaction(root, manifest_name)
@@ -718,12 +1081,4 @@ def bundle_transaction(bundle_dir: Path | str, *, manifest_name: str = "manifest
             if not tx.committed:
                 with shielded():
                     for tmp in tx.staged.values():
-                        _remove(tmp)
-
-
-def file_mode_ok(path: Path) -> bool:
-    """Whether ``path`` is a regular file (not a symlink, FIFO or device) — what bundles may contain."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
+                        _discard(tmp)

@@ -18,7 +18,8 @@ deliberately *outside* the user-facing tree so that it is never mistaken for bad
     │   ├── ExportError                exit 1  the exported graph failed its own checks
     │   ├── ParityError                exit 1  a backend disagreed with the reference (carries the report)
     │   ├── BackendUnavailable         exit 3  a requested backend cannot run here (names the extra)
-    │   └── Interrupted                exit 130 SIGINT/SIGTERM: nothing was recorded or renamed into place
+    │   └── Interrupted                exit 130 SIGINT/SIGTERM: the artifact being made was not recorded or
+    │                                              renamed into place (earlier ones of the command stay)
     └── InternalError                  exit 70 a seqdeploy bug; please report it
 """
 
@@ -114,8 +115,9 @@ class BackendUnavailable(SeqdeployError):
 
 
 class Interrupted(SeqdeployError):
-    """The run was interrupted (SIGINT or SIGTERM). Commands that write artifacts record nothing and rename
-    nothing into place; the exit status is 130 for both signals.
+    """The run was interrupted (SIGINT or SIGTERM). The artifact being made is not recorded or renamed into
+    place; one the same command had already committed (``optimize --int8 --fp16``: int8) stays, complete
+    and proven, and the CLI names it. The exit status is 130 for both signals.
     """
 
     exit_code = 130

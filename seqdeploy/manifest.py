@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Bundle",
     "BundleChanged",
+    "Problem",
     "file_entry",
     "inside",
     "library_versions",
@@ -73,19 +75,10 @@ def library_versions(*names: str) -> dict[str, str | None]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename): a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.filename is None and exc.errno is not None:  # a failed write/close names no file: name it
-            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write JSON atomically (see :func:`seqdeploy._atomic.write_atomic`): a reader never sees half a file."""
+    from seqdeploy._atomic import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 DIGEST_FIELD = "manifest_sha256"
@@ -264,8 +257,9 @@ def _check_user_module(sc: _Schema, um: Any, where: str) -> None:
 def referenced_files(manifest: dict[str, Any]) -> list[str]:
     """Every file the manifest points at (graphs, weights, variants, external data, engines, kits).
 
-    Rule: the value of any key named ``file`` (a string) or ``files``/``external_data`` (a list of
-    strings) under ``graphs``, ``variants``, ``engines`` and ``trt``, plus ``weights``. Writers that add a
+    Rule: under ``graphs``, ``variants``, ``engines`` and ``trt``, the value of any key named ``file`` (a
+    string), ``files``/``external_data`` (a list of strings), and the string values of a ``graphs``
+    mapping (a variant's ``{"sequence": "model.fp16.onnx", ...}``); plus ``weights``. Writers that add a
     kind of artifact follow this rule, so the integrity check covers it without knowing it.
     """
     out: list[str] = []
@@ -277,6 +271,10 @@ def referenced_files(manifest: dict[str, Any]) -> list[str]:
                     out.append(v)
                 elif k in ("external_data", "files") and isinstance(v, list):
                     out.extend(x for x in v if isinstance(x, str))
+                elif k == "graphs" and isinstance(v, dict):
+                    # A graph name -> file mapping (variants): its strings are files a backend opens.
+                    out.extend(x for x in v.values() if isinstance(x, str))
+                    walk({g: x for g, x in v.items() if not isinstance(x, str)})
                 elif k != "spec":
                     walk(v)
         elif isinstance(node, list):
@@ -315,10 +313,72 @@ class BundleChanged(IntegrityError):
     """The bundle was swapped or updated between loading it and reading its files: load it again."""
 
 
-def _identity(path: Path) -> tuple[int, ...]:
+def _listed(manifest: dict[str, Any]) -> list[str]:
+    """The ``files`` table's names, in a fixed order (what the identity covers)."""
+    files = manifest.get("files")
+    return sorted(files) if isinstance(files, dict) else []
+
+
+def _file_stat(full: Path | None) -> tuple[int, int, int]:
+    """(inode, mtime_ns, size) of a bundle file, never following a symlink; zeros for a missing one."""
+    if full is None:
+        return (0, 0, 0)
+    try:
+        st = os.lstat(full)
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _identity(path: Path, listed: list[str] | None = None) -> tuple[int, ...]:
+    """(device, inode of the directory, inode/mtime/size of the manifest) and, for every listed file, its
+    (inode, mtime_ns, size): a swap, a commit, or a file rewritten in place after it was hashed all
+    change it.
+    """
     d = os.stat(path)
     m = os.stat(path / MANIFEST)
-    return (d.st_dev, d.st_ino, m.st_ino, m.st_mtime_ns, m.st_size)
+    out = [d.st_dev, d.st_ino, m.st_ino, m.st_mtime_ns, m.st_size]
+    for rel in listed or ():
+        out.extend(_file_stat(inside(path, rel)))
+    return tuple(out)
+
+
+# sha256 of files already hashed in this process, by (device, inode, size, mtime_ns, ctime_ns): a command
+# that loads one bundle several times (compile: to plan, to build, to commit) hashes each file once. The
+# ctime cannot be set by a user and changes with any write, so an unchanged key means unchanged bytes.
+_HASHES: dict[tuple[int, int, int, int, int], str] = {}
+_HASHES_MAX = 1024
+
+
+def _cached_sha256(full: Path, st: os.stat_result) -> str:
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    digest = _HASHES.get(key)
+    if digest is None:
+        digest = sha256(full)
+        if len(_HASHES) >= _HASHES_MAX:
+            _HASHES.clear()
+        _HASHES[key] = digest
+    return digest
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One integrity problem of a bundle: ``kind`` decides whether ``--allow-modified`` may accept it.
+
+    Kinds: ``modified`` (a listed file's bytes differ from its sha256) and ``missing`` (a listed file is
+    gone) are the files' own state, which ``--allow-modified`` accepts; ``manifest`` (its digest, or specs
+    the config would not produce), ``unlisted`` (a referenced file not in ``files``), ``outside`` (a path
+    out of the bundle) and ``not-a-file`` (a symlink, a directory, a FIFO) never are: a bundle is never
+    read through a manifest that was edited, or outside its directory.
+    """
+
+    kind: str
+    text: str
+
+    @property
+    def acceptable(self) -> bool:
+        """Whether ``--allow-modified`` accepts it."""
+        return self.kind in ("modified", "missing")
 
 
 def _is_staging(path: Path) -> bool:
@@ -345,7 +405,8 @@ class Bundle:
     specs: dict[str, IOSpec]
     modified: tuple[str, ...] = ()
     identity: tuple[int, ...] = ()
-    """(device, inode of the directory, inode/mtime/size of the manifest) when loaded from disk."""
+    """When loaded from disk: (device, inode of the directory, inode/mtime/size of the manifest) and the
+    (inode, mtime_ns, size) of every listed file as it was hashed; empty for an in-memory bundle."""
 
     @classmethod
     def load(cls, path: str | Path, *, allow_modified: bool = False) -> Bundle:
@@ -414,13 +475,13 @@ class Bundle:
 
     def _check_unchanged(self) -> None:
         try:
-            same = _identity(self.path) == self.identity
+            same = _identity(self.path, _listed(self.manifest)) == self.identity
         except OSError:  # moved aside mid-swap, or deleted
             same = False
         if not same:
             raise BundleChanged(
-                f"{self.path}: was replaced or updated by another process while this command was starting; "
-                "run it again"
+                f"{self.path}: was replaced or updated (or one of its files rewritten) by another process while "
+                "this command was starting; run it again"
             )
 
     @classmethod
@@ -434,25 +495,30 @@ class Bundle:
     @classmethod
     def _load_locked(cls, path: Path, mpath: Path, *, allow_modified: bool) -> Bundle:
         try:
-            identity = _identity(path)
+            base = _identity(path)  # before the manifest is read: a commit after this changes it
             manifest = json.loads(mpath.read_text(encoding="utf-8"), parse_constant=_not_json)
         except (OSError, ValueError) as exc:
             raise UsageError(f"{mpath}: unreadable manifest: {exc}") from None
-        bundle = dataclasses.replace(cls._from_dict(path, mpath, manifest), identity=identity)
-        issues = bundle.integrity_problems()
-        if issues:
-            outside = [i for i in issues if "outside the bundle" in i]
-            if outside or not allow_modified:
-                raise IntegrityError(
-                    f"{path}: does not match its manifest:\n  "
-                    + "\n  ".join(issues)
-                    + (
-                        "\nRe-export it, or pass --allow-modified to use the files as they are now"
-                        if not outside
-                        else "\nA bundle never reads files outside its own directory"
+        bundle = cls._from_dict(path, mpath, manifest)
+        problems, stats = bundle._problems()
+        bundle = dataclasses.replace(bundle, identity=base + tuple(x for st in stats for x in st))
+        if problems:
+            fatal = [p for p in problems if not p.acceptable]
+            if fatal or not allow_modified:
+                if not fatal:
+                    advice = "Re-export it, or pass --allow-modified to use the files as they are now"
+                elif any(p.kind == "outside" for p in fatal):
+                    advice = "A bundle never reads files outside its own directory; re-export it"
+                else:
+                    advice = (
+                        "Its manifest was changed after seqdeploy wrote it (or points at files it does not list): "
+                        "re-export it. --allow-modified accepts files that differ from the manifest, never an "
+                        "edited manifest"
                     )
+                raise IntegrityError(
+                    f"{path}: does not match its manifest:\n  " + "\n  ".join(p.text for p in problems) + "\n" + advice
                 )
-            bundle = dataclasses.replace(bundle, modified=tuple(issues))
+            bundle = dataclasses.replace(bundle, modified=tuple(p.text for p in problems))
         return bundle
 
     @classmethod
@@ -481,29 +547,56 @@ class Bundle:
 
     def integrity_problems(self) -> list[str]:
         """Every integrity problem, as ``file: why`` (empty: the bundle is exactly what was exported)."""
+        return [p.text for p in self._problems()[0]]
+
+    def _problems(self) -> tuple[list[Problem], list[tuple[int, int, int]]]:
+        """Every integrity problem, and the (inode, mtime_ns, size) of each listed file (in :func:`_listed`
+        order) as it was when it was hashed — what :attr:`identity` records.
+        """
         m = self.manifest
-        problems: list[str] = []
+        problems: list[Problem] = []
         digest = m.get(DIGEST_FIELD)
         if digest is None:
-            problems.append(f"{MANIFEST}: has no {DIGEST_FIELD} (written by hand or by an older seqdeploy)")
+            problems.append(
+                Problem("manifest", f"{MANIFEST}: has no {DIGEST_FIELD} (written by hand or by an older seqdeploy)")
+            )
         elif digest != manifest_digest(m):
-            problems.append(f"{MANIFEST}: was edited after seqdeploy wrote it ({DIGEST_FIELD} does not match)")
+            problems.append(
+                Problem("manifest", f"{MANIFEST}: was edited after seqdeploy wrote it ({DIGEST_FIELD} does not match)")
+            )
         files: dict[str, Any] = m["files"]
         for rel in referenced_files(m):
             if inside(self.path, rel) is None:
-                problems.append(f"{rel}: points outside the bundle")
+                problems.append(Problem("outside", f"{rel}: points outside the bundle"))
             elif rel not in files:
-                problems.append(f"{rel}: is used by the bundle but not listed (with its sha256) in 'files'")
-        for rel, entry in files.items():
+                problems.append(
+                    Problem("unlisted", f"{rel}: is used by the bundle but not listed (with its sha256) in 'files'")
+                )
+        stats: list[tuple[int, int, int]] = []
+        for rel in _listed(m):
+            entry = files[rel]
             full = inside(self.path, rel)
+            try:
+                st = os.lstat(full) if full is not None else None
+            except FileNotFoundError:
+                st = None
+                problems.append(Problem("missing", f"{rel}: is missing"))
+            except OSError as exc:
+                st = None
+                problems.append(Problem("not-a-file", f"{rel}: cannot be read ({exc.strerror or exc})"))
+            stats.append((st.st_ino, st.st_mtime_ns, st.st_size) if st is not None else (0, 0, 0))
             if full is None:
-                problems.append(f"{rel}: points outside the bundle")
-            elif not full.is_file() or full.is_symlink():
-                problems.append(f"{rel}: is missing (or not a regular file)")
-            elif sha256(full) != entry["sha256"]:
-                problems.append(f"{rel}: differs from the manifest (sha256 mismatch)")
-        problems.extend(self._spec_problems())
-        return problems
+                if rel not in referenced_files(m):  # referenced ones were reported above
+                    problems.append(Problem("outside", f"{rel}: points outside the bundle"))
+            elif st is None:
+                continue
+            elif not stat.S_ISREG(st.st_mode):
+                problems.append(Problem("not-a-file", f"{rel}: is not a regular file (a symlink, a directory...)"))
+            elif st.st_size != entry["bytes"] or _cached_sha256(full, st) != entry["sha256"]:
+                # The recorded size first: a truncated or grown file is caught without reading it.
+                problems.append(Problem("modified", f"{rel}: differs from the manifest (sha256 mismatch)"))
+        problems.extend(Problem("manifest", p) for p in self._spec_problems())
+        return problems, stats
 
     def _spec_problems(self) -> list[str]:
         """Specs the config would not produce (a hand-edited dtype, range or layout)."""

@@ -26,11 +26,29 @@ from seqdeploy.errors import InternalError
 from seqdeploy.feeds import check_feeds
 from seqdeploy.spec import IOSpec
 
-__all__ = ["BaseRunner", "Runner"]
+__all__ = ["BaseRunner", "Runner", "abandoned_workers"]
 
+_LONG_CALL_S = 0.05
+"""A call predicted to take this long runs in a worker thread, so Ctrl-C stops it within ~0.1 s. Shorter
+ones run directly: there the thread hand-off (~0.1 ms) would be visible in the latencies of short calls.
+The prediction can be off by a few times (caches, a shared machine): 50 ms keeps a mispredicted call far
+below the second it may take to answer Ctrl-C."""
 _LONG_CALL_ELEMENTS = 1 << 21
-"""Feeds this large (≈2 M elements: batch 64 × seq 512 × 64 features) run interruptibly; below it the
-thread hand-off (~0.1 ms) would be visible in the latencies of short calls."""
+"""Feeds this large (≈2 M elements: batch 64 × seq 512 × 64 features) always run interruptibly."""
+_TIMINGS_KEPT = 64
+
+
+_ABANDONED: list[threading.Event] = []
+"""The ``done`` events of workers given up on after an interrupt."""
+
+
+def abandoned_workers() -> int:
+    """How many worker threads of interrupted calls still run native code (an uncancellable torch call).
+
+    The console script ends the process without the interpreter's teardown while one runs: tearing the
+    libraries down under it aborts the process (C++ ``terminate``, exit -6) instead of exiting 130.
+    """
+    return sum(not done.is_set() for done in _ABANDONED)
 
 
 @runtime_checkable
@@ -66,6 +84,10 @@ class BaseRunner(abc.ABC):
         self._active = False
         self._last_latency_ms: float | None = None
         self._last_device_ms: float | None = None
+        # Seconds of the last call by its feed size (elements): how long the next call will take is
+        # predicted from them, since it depends on the model (hidden size, layers) and not on the feeds
+        # alone — token ids at seq 10⁶ are 1 M elements, and minutes of work at hidden size 4096.
+        self._timings: dict[int, float] = {}
 
     def __enter__(self) -> Self:
         if self._active:
@@ -108,41 +130,76 @@ class BaseRunner(abc.ABC):
             raise InternalError(f"runner '{self.name}' used outside its 'with' block")
         if check:
             check_feeds(self.spec, feeds)
+        elements = sum(int(np.size(v)) for v in feeds.values())
         start = time.perf_counter()
-        if sum(int(np.size(v)) for v in feeds.values()) >= _LONG_CALL_ELEMENTS:
+        if self._long_call(elements):
             outputs = self._interruptible(feeds)
         else:
             outputs = self._infer(feeds)
-        self._last_latency_ms = (time.perf_counter() - start) * 1e3
+        elapsed = time.perf_counter() - start
+        self._last_latency_ms = elapsed * 1e3
+        self._timings.pop(elements, None)
+        self._timings[elements] = elapsed  # the newest last: the oldest is dropped first
+        if len(self._timings) > _TIMINGS_KEPT:
+            del self._timings[next(iter(self._timings))]
         missing = [n for n in self.spec.output_names if n not in outputs]
         if missing:
             raise InternalError(f"runner '{self.name}' returned {sorted(outputs)}, missing {missing}")
         return outputs
 
+    def predicted_s(self, elements: int) -> float | None:
+        """How long a call with feeds of ``elements`` elements should take, from this runner's earlier
+        calls (``None``: no call yet). Scaled linearly from the largest earlier call no larger than it
+        (its fixed overhead scaled too: an over-estimate, the safe side); a call smaller than any earlier
+        one takes at most as long as the smallest.
+        """
+        if not self._timings:
+            return None
+        smaller = [n for n in self._timings if n <= elements]
+        if smaller:
+            n = max(smaller)
+            return self._timings[n] * elements / max(n, 1)
+        return self._timings[min(self._timings)]
+
+    def _long_call(self, elements: int) -> bool:
+        """Whether a call runs in a worker thread (interruptible): a large feed, a first call (nothing is
+        known of this model's speed yet), or one predicted to take :data:`_LONG_CALL_S` or more.
+        """
+        if elements >= _LONG_CALL_ELEMENTS:
+            return True
+        predicted = self.predicted_s(elements)
+        return predicted is None or predicted >= _LONG_CALL_S
+
     def _interruptible(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run ``_infer`` in a worker thread so that Ctrl-C/SIGTERM stop the command within ~0.1 s.
 
-        A single native call (an ORT session run, a torch LSTM) at seq 10⁷ takes minutes and Python
+        A single native call (an ORT session run, a torch LSTM) at seq 10⁶ takes minutes and Python
         only handles signals between bytecodes of the main thread: the main thread waits here instead,
         asks the backend to cancel (:meth:`_cancel`) and re-raises. The worker is a daemon thread, so an
         uncancellable one never keeps the process alive.
         """
         result: dict[str, dict[str, np.ndarray]] = {}
         error: list[BaseException] = []
+        done = threading.Event()
 
         def work() -> None:
             try:
                 result["out"] = self._infer(feeds)
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread unchanged
                 error.append(exc)
+            finally:
+                done.set()
 
         worker = threading.Thread(target=work, name=f"seqdeploy-{self.name}", daemon=True)
         worker.start()
         try:
-            while worker.is_alive():
-                worker.join(0.1)
+            # An Event, not Thread.join(timeout): a KeyboardInterrupt that lands inside join() marks the
+            # thread as stopped while it still runs (CPython bpo-45274), and is_alive() then lies.
+            while not done.wait(0.1):
+                pass
         except KeyboardInterrupt:
             self._cancel()
+            _ABANDONED.append(done)  # may still run (torch cannot cancel): the process must end without it
             raise
         if error:
             raise error[0]

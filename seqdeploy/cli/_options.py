@@ -10,11 +10,14 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import click
 
 from seqdeploy.errors import UsageError
+
+if TYPE_CHECKING:
+    from seqdeploy.manifest import Bundle
 
 __all__ = [
     "Progress",
@@ -23,6 +26,7 @@ __all__ = [
     "max_memory_option",
     "parse_int_list",
     "parse_shapes",
+    "run_on_bundle",
     "write_json_atomic",
     "write_text_atomic",
 ]
@@ -147,18 +151,48 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temp file and rename, so a report is never half-written."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """A report, written whole or not at all (:func:`seqdeploy._atomic.write_atomic`: a unique temp file,
+    renamed). A failure names the path and exits 2.
+    """
+    from seqdeploy._atomic import write_atomic
+    from seqdeploy.cli import describe_os_error
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        raise UsageError(f"cannot write the report: {describe_os_error(exc)}") from None
+
+
+T = TypeVar("T")
+
+
+def run_on_bundle(
+    bundle_dir: Path,
+    run: Callable[[Bundle], T],
+    *,
+    allow_modified: bool,
+    on_first_load: Callable[[Bundle], None] | None = None,
+    attempts: int = 3,
+) -> tuple[Bundle, T]:
+    """Load ``bundle_dir`` (hashes checked) and ``run`` on it; start over on the new bundle when it was
+    swapped (``export --force``) or updated (``optimize``) between loading and reading its files
+    (:class:`~seqdeploy.manifest.BundleChanged`: no runner had started), at most ``attempts`` times.
+
+    Parse and check every option before calling this: each attempt hashes the bundle again.
+    """
+    from seqdeploy.manifest import Bundle, BundleChanged
+
+    for attempt in range(attempts):
+        bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
+        if attempt == 0 and on_first_load is not None:
+            on_first_load(bundle)
+        try:
+            return bundle, run(bundle)
+        except BundleChanged:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 class Progress:

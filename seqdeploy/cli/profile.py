@@ -14,6 +14,7 @@ from seqdeploy.cli._options import (
     max_memory_option,
     parse_int_list,
     parse_shapes,
+    run_on_bundle,
     write_json_atomic,
     write_text_atomic,
 )
@@ -67,8 +68,8 @@ def profile_cmd(
     """
     from seqdeploy.backends import parse_backends
     from seqdeploy.errors import UsageError
-    from seqdeploy.manifest import Bundle, BundleChanged
-    from seqdeploy.profile.report import render_markdown, render_plot, render_table
+    from seqdeploy.manifest import Bundle
+    from seqdeploy.profile.report import ProfileReport, render_markdown, render_plot, render_table
     from seqdeploy.profile.run import ProfileOptions, profile
 
     if min_time is not None and not math.isfinite(min_time):
@@ -93,22 +94,21 @@ def profile_cmd(
     )
     # Before any timing: unwritable report paths, or ones that would overwrite a bundle file, fail now.
     check_report_paths({"--json": json_path, "--markdown": md_path, "--plot": plot_path}, bundle_dir)
-    for attempt in range(3):
-        bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
-        if attempt == 0 and (tampered := bundle.tampered_files()):
+
+    def warn_if_modified(bundle: Bundle) -> None:
+        if tampered := bundle.tampered_files():
             # Accepted, never silent: the timings are of the files as they are now.
             click.echo(
                 f"WARNING: --allow-modified: the bundle differs from its manifest ({'; '.join(tampered)}); "
                 "profiling the files as they are now",
                 err=True,
             )
-        try:
-            with Progress("profile") as progress:
-                report = profile(bundle, opts, progress=progress)
-            break
-        except BundleChanged:  # swapped between loading and reading: start over on the new bundle
-            if attempt == 2:
-                raise
+
+    def run(bundle: Bundle) -> ProfileReport:
+        with Progress("profile") as progress:
+            return profile(bundle, opts, progress=progress)
+
+    _, report = run_on_bundle(bundle_dir, run, allow_modified=allow_modified, on_first_load=warn_if_modified)
     click.echo(render_table(report))
     if plot_path:
         render_plot(report, plot_path)

@@ -12,6 +12,7 @@ from seqdeploy.cli._options import (
     check_report_paths,
     max_memory_option,
     parse_int_list,
+    run_on_bundle,
     write_json_atomic,
     write_text_atomic,
 )
@@ -100,9 +101,9 @@ def verify_cmd(
     """
     from seqdeploy.backends import parse_backends
     from seqdeploy.errors import UsageError
-    from seqdeploy.manifest import Bundle, BundleChanged
+    from seqdeploy.manifest import Bundle
     from seqdeploy.parity.compare import parse_tolerances
-    from seqdeploy.parity.report import render_markdown, render_table
+    from seqdeploy.parity.report import ParityReport, render_markdown, render_table
     from seqdeploy.parity.run import MODES, VerifyOptions, load_expected, load_inputs, verify
 
     if inputs_path is not None and (batches or seqs):
@@ -132,20 +133,24 @@ def verify_cmd(
     # None = not given: each backend then gets its precision's default (fp32, fp16, int8).
     atol_default, atol_per = parse_tolerances(atol, None, "--atol")
     rtol_default, rtol_per = parse_tolerances(rtol, None, "--rtol")
+    # Every option is parsed before the bundle is loaded (hashing it is the slow part of starting).
+    batch_list = parse_int_list(batches, "--batch")
+    seq_list = parse_int_list(seqs, "--seq")
+    mode_list = tuple(m.strip() for m in modes.split(",")) if modes else MODES
     # Before any work: a report path that cannot be written, or that would overwrite a bundle file, fails now.
     check_report_paths({"--json": json_path, "--markdown": md_path}, bundle_dir)
-    for attempt in range(3):
-        bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
+
+    def run(bundle: Bundle) -> ParityReport:
         opts = VerifyOptions(
             backends=tuple(names),
             reference=reference,
-            batches=parse_int_list(batches, "--batch"),
-            seqs=parse_int_list(seqs, "--seq"),
+            batches=batch_list,
+            seqs=seq_list,
             atol=atol_default,
             rtol=rtol_default,
             atol_per_tensor=atol_per,
             rtol_per_tensor=rtol_per,
-            modes=tuple(m.strip() for m in modes.split(",")) if modes else MODES,
+            modes=mode_list,
             inputs=load_inputs(inputs_path, bundle.specs["sequence"]) if inputs_path else None,
             expected=tuple(load_expected(p, bundle.specs["sequence"]) for p in expected_paths),
             no_import=no_import,
@@ -154,15 +159,10 @@ def verify_cmd(
             threads=threads,
             max_memory_gb=max_memory_gb,
         )
-        try:
-            with Progress("verify") as progress:
-                report = verify(bundle, opts, progress=progress)
-            break
-        except BundleChanged:
-            # Swapped by `export --force` (or updated by `optimize`) between loading and reading: the
-            # runners never started, so load the new bundle and start over (a reader never mixes two).
-            if attempt == 2:
-                raise
+        with Progress("verify") as progress:
+            return verify(bundle, opts, progress=progress)
+
+    bundle, report = run_on_bundle(bundle_dir, run, allow_modified=allow_modified)
     click.echo(render_table(report, failures_only=failures_only))
     if "ort-cpu-fp16" in names and (fp16 := bundle.variant("fp16")) is not None:
         from seqdeploy.optimize import render_error_vs_seq

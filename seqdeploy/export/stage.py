@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seqdeploy._atomic import fault_point
+from seqdeploy._atomic import with_path as _with_path
 from seqdeploy.config import PipelineConfig
 from seqdeploy.config_io import config_to_dict, load_config
 from seqdeploy.errors import ExportError, Interrupted, ParityError, UsageError
@@ -53,12 +54,19 @@ class ExportResult:
     """Loud problems that did not stop the export (0 % vectors coverage, a dropped padding vector)."""
 
 
-def self_check_options(cfg: PipelineConfig) -> VerifyOptions:
+def self_check_options(cfg: PipelineConfig, *, max_memory_gb: float | None = None) -> VerifyOptions:
     """The small verify run every export must pass: batch 1 and an odd batch, seq 1, a short untraced
-    seq and a long one — none of them the traced shape (batch 2, seq 5) — over every check mode.
+    seq and a long one — none of them the traced shape (batch 2, seq 5) — over every check mode, under
+    the export's own memory limit (``export --max-memory-gb``).
     """
     long_seq = max(cfg.shapes.seq[2], 64)
-    return VerifyOptions(backends=("torch", "ort-cpu"), batches=(1, 3), seqs=(1, 7, long_seq), max_rows=3)
+    return VerifyOptions(
+        backends=("torch", "ort-cpu"),
+        batches=(1, 3),
+        seqs=(1, 7, long_seq),
+        max_rows=3,
+        max_memory_gb=max_memory_gb,
+    )
 
 
 def external_data_files(path: Path) -> list[str]:
@@ -105,13 +113,6 @@ def _check_graph(path: Path, spec: Any) -> None:
         raise ExportError(f"{path.name}: failed lint:\n  " + "\n  ".join(f"[{f.code}] {f.message}" for f in errors))
 
 
-def _with_path(exc: OSError, path: Path) -> OSError:
-    """``exc`` naming ``path`` (a failed ``write``/``close`` carries no file name): what the CLI reports."""
-    if exc.filename or exc.errno is None:
-        return exc
-    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
-
-
 def _write_graph(module: Any, spec: Any, path: Path, *, opset: int) -> None:
     """``export_onnx`` with a failed write (disk full, a file-size limit) reported as the OS error it is
     (exit 2, naming the file) instead of "torch.onnx.export failed" (exit 1: a graph that failed its checks).
@@ -155,8 +156,8 @@ def export_model(
             structure (reported in :attr:`ExportResult.messages`).
         force: Replace an existing ``out_dir`` (only once the new export is proven).
         step: Override ``[export] step``.
-        max_memory_gb: Memory limit for the model and the self-check (default: see
-            :func:`seqdeploy.budget.memory_limit_bytes`).
+        max_memory_gb: Memory limit for the model and the self-check (default: ``$SEQDEPLOY_MAX_MEMORY_GB``,
+            else 80 % of the memory available; see :mod:`seqdeploy.budget`).
 
     Raises:
         ConfigError, UsageError, CheckpointError, VectorsError: Bad input (exit 2).
@@ -177,7 +178,7 @@ def export_model(
         # Refuse what cannot fit before anything is allocated (hidden_size = 10**9 would otherwise die in
         # torch's allocator): the model's weights and the largest self-check case. A user's module is
         # sized once it is imported (_build_python), still before its weights are allocated.
-        check_export_budget(cfg, self_check_options(cfg), max_memory_gb=max_memory_gb)
+        check_export_budget(cfg, self_check_options(cfg, max_memory_gb=max_memory_gb), max_memory_gb=max_memory_gb)
     with staged_dir(Path(out_dir), force=force, kind=MANIFEST) as tmp:
         built, manifest, report = _export_into(cfg, tmp, checkpoint, max_memory_gb)
     fault_point("export:committed")  # a signal from here on lands after the commit: the export is complete
@@ -268,7 +269,7 @@ def _build_python(cfg: PipelineConfig, checkpoint: str | Path | None, max_memory
     weights = meta_parameter_bytes(factory, cfg)
     if weights is None and checkpoint is not None and Path(checkpoint).is_file():
         weights = Path(checkpoint).stat().st_size  # a state_dict file is its tensors' bytes plus a little
-    check = self_check_options(cfg)
+    check = self_check_options(cfg, max_memory_gb=max_memory_gb)
     # Before the real build: the weights (measured on the meta device) and the inputs of the probe runs.
     check_user_model_budget(weights, io_inputs(cfg), None, check, max_memory_gb=max_memory_gb)
     model, info = build_user_model(cfg, (factory, info))
@@ -405,7 +406,9 @@ def _export_into(
     }
     manifest.update(built.fields)
     fault_point("export:self-check")
-    check = self_check_options(cfg)
+    # The same limit as the estimate checked before the build (check_export_budget): the self-check's own
+    # estimate (verify's) is the same figure, so it can never refuse what the export already accepted.
+    check = self_check_options(cfg, max_memory_gb=max_memory_gb)
     report = verify(Bundle.from_manifest(tmp, manifest), check, lint=False)
     if report.partial:
         raise Interrupted(

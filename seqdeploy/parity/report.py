@@ -144,7 +144,8 @@ class ParityReport:
         ):
             return "NOT PROVEN: nothing was compared"
         if self.partial and not self.failures and not any(f.severity == "error" for f in self.lint):
-            return f"NOT PROVEN: interrupted after {n} comparisons (none failed so far)"
+            # summary() already says PARTIAL (interrupted): only what was done remains to be said.
+            return f"NOT PROVEN: {n} comparisons done, none failed so far"
         parts = [f"FAILED: {bad} of {n} comparisons"]
         tensors = self.failing_tensors()
         if tensors:

@@ -273,8 +273,17 @@ def profile(
 
     try:
         with contextlib.ExitStack() as stack:
-            with b.snapshot():  # every runner reads the bundle that was loaded, never a swapped-in one
+            # Every runner, the streaming ones included, is loaded now, in one snapshot: each reads the bundle
+            # that was loaded, never a swapped-in one — and a commit made later, during a long sweep, cannot
+            # discard the finished sweep (a second snapshot after it would have to start over).
+            with b.snapshot():
                 runners = {n: stack.enter_context(make_runner(n, b, "sequence", threads=opts.threads)) for n in names}
+                streamers = {
+                    n: stack.enter_context(make_runner(n, b, "step", threads=opts.threads))
+                    if "step" in b.specs and "step" in get_backend(n).graphs
+                    else runners[n]
+                    for n in (names if stream_ok else [])
+                }
             libraries = list(dict.fromkeys(library_of(n) for n in names)) if opts.sgemm_n else []
             # The sgemm reference is measured before and after the sweep; the report uses the mean and
             # keeps both, so drift of a shared machine during the run is visible.
@@ -303,13 +312,6 @@ def profile(
                     report.cases.append(_case(n, "sequence", "sequence", batch, seq, host, device, flops))
                     tick()
             if stream_ok:
-                with b.snapshot():
-                    streamers = {
-                        n: stack.enter_context(make_runner(n, b, "step", threads=opts.threads))
-                        if "step" in b.specs and "step" in get_backend(n).graphs
-                        else runners[n]
-                        for n in names
-                    }
                 for batch in stream_batches:
                     for n, runner in streamers.items():
                         report.cases.append(_stream_case(b, n, runner, batch, opts))

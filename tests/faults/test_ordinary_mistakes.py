@@ -98,3 +98,54 @@ def test_uint64_ids_are_reported_as_they_are(cli: Cli, tmp_path: Path) -> None:
     r = cli.run("verify", d, "--inputs", f)
     assert_clean_error(r)
     assert "18446744073709551615" in r.stderr, r
+
+
+def test_force_never_deletes_a_web_app_that_has_a_manifest_json(cli: Cli, tiny_toml: Path, tmp_path: Path) -> None:
+    """Finding 3: ``--force`` took any directory with a file named manifest.json for an earlier export."""
+    import json
+
+    app = tmp_path / "site"
+    app.mkdir()
+    (app / "manifest.json").write_text(json.dumps({"name": "My app", "start_url": "/index.html", "icons": []}))
+    (app / "index.html").write_text("<html>my site</html>")
+    r = cli.run("export", tiny_toml, "-o", app, "--force")
+    assert_clean_error(r)
+    assert "not a seqdeploy export" in r.stderr and "not one seqdeploy wrote" in r.stderr, r
+    assert (app / "index.html").read_text() == "<html>my site</html>"
+    assert sorted(p.name for p in app.iterdir()) == ["index.html", "manifest.json"]
+    assert leftovers(tmp_path) == []
+
+
+def test_max_memory_gb_reaches_the_self_check_and_overrides_the_environment(
+    cli: Cli, tiny_toml: Path, tmp_path: Path
+) -> None:
+    """Finding 5: the flag was not passed to the export's self-check, which fell back to the environment's
+    limit, refused after the model was built, and told the user to pass the flag they had passed.
+    """
+    out = tmp_path / "exp"
+    env = {"SEQDEPLOY_MAX_MEMORY_GB": "0.000001"}
+    refused = cli.run("export", tiny_toml, "-o", out, env=env)
+    assert_clean_error(refused)
+    assert "set by SEQDEPLOY_MAX_MEMORY_GB" in refused.stderr, refused
+    r = cli.run("export", tiny_toml, "-o", out, "--max-memory-gb", "8", env=env)
+    assert r.code == 0, r
+    assert (out / "manifest.json").is_file()
+
+
+def test_a_self_check_that_cannot_fit_is_refused_before_the_model_is_built(cli: Cli, tmp_path: Path) -> None:
+    """One estimate for one run: what the export refuses, it refuses up front, naming its own options."""
+    cfg = write_config(tmp_path / "long.toml", tiny_raw(shapes={"batch": [1, 3, 6], "seq": [1, 6, 200_000]}))
+    out = tmp_path / "exp"
+    r = cli.run("export", cfg, "-o", out, "--max-memory-gb", "0.05", fault_at="export:model-built", pause_s=0)
+    assert_clean_error(r)
+    assert "the export's self-check at batch 3, seq 200000 needs an estimated" in r.stderr, r
+    assert "[shapes] seq" in r.stderr and "--batch" not in r.stderr, r
+    assert not out.exists() and leftovers(tmp_path) == []
+    assert not (cli.root / "ready-0").exists(), "refused only after the model was built"
+
+
+def test_options_are_checked_before_the_bundle_is_hashed(cli: Cli, tmp_path: Path) -> None:
+    """Finding 19: a bad --batch is reported as such, before (and without) loading the bundle."""
+    r = cli.run("verify", tmp_path / "no-such-bundle", "--batch", "1,x")
+    assert_clean_error(r)
+    assert "--batch '1,x': expected comma-separated integers" in r.stderr, r

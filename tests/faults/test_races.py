@@ -106,32 +106,48 @@ def test_a_reader_paused_across_a_force_swap_reads_the_new_bundle_whole(
     assert leftovers(d.parent) == []
 
 
-def test_verify_in_a_loop_during_a_force_export_always_passes(cli: Cli, bundle_copy, gru_toml: Path) -> None:
+def test_verify_in_a_loop_during_a_force_export_always_passes(
+    cli: Cli, bundle_copy, gru_toml: Path, tmp_path: Path
+) -> None:
     """Unpaused: verifies back to back (bounded in count and time) while ``export --force`` replaces the
     LSTM bundle with a GRU one; each sees one whole bundle (the paused test above makes the race certain).
+
+    The test proves the readers really overlapped the swap: one verify was running when the export ended
+    (its commit is the export's last act), verifies read the LSTM bundle before and the GRU bundle after.
     """
     d = bundle_copy()
-    results: list[Result] = []
+    runs: list[tuple[float, float, Result, Path]] = []
     stop = threading.Event()
 
     def reader() -> None:
-        deadline = time.monotonic() + 90
-        while not stop.is_set() and time.monotonic() < deadline and len(results) < 25:
-            results.append(cli.run("verify", d, "--batch", "1", "--seq", "2", "--modes", "full", timeout=60))
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline and len(runs) < 40:
+            report = tmp_path / f"r{len(runs)}.json"
+            t0 = time.monotonic()
+            r = cli.run("verify", d, "--batch", "1", "--seq", "2", "--modes", "full", "--json", report, timeout=60)
+            runs.append((t0, time.monotonic(), r, report))
 
     t = threading.Thread(target=reader)
     t.start()
     try:
         time.sleep(0.5)  # the first verify is under way
+        w_start = time.monotonic()
         w = cli.run("export", gru_toml, "-o", d, "--force")
+        w_end = time.monotonic()
         assert w.code == 0, w
+        # Let the readers go on until one has started after the swap (bounded by the reader's deadline).
+        while t.is_alive() and not any(t0 > w_end for t0, _, _, _ in runs[-2:]):
+            time.sleep(0.1)
     finally:
         stop.set()
         t.join(timeout=120)
     assert not t.is_alive()
-    assert len(results) >= 2, "the readers ran while the bundle was replaced"
-    bad = [r for r in results if r.code != 0]
+    bad = [r for _, _, r, _ in runs if r.code != 0]
     assert bad == [], "\n\n".join(map(str, bad))
+    assert any(t0 < w_end < t1 for t0, t1, _, _ in runs), "no verify was running when the bundle was swapped"
+    assert any(t0 < w_start for t0, _, _, _ in runs) and any(t0 > w_end for t0, _, _, _ in runs)
+    cells = [json.loads(report.read_text())["model"]["cell"] for _, _, _, report in runs]
+    assert cells[0] == "lstm" and cells[-1] == "gru", cells  # each run read one whole bundle, old or new
     assert leftovers(d.parent) == []
     assert json.loads((d / "manifest.json").read_text())["config"]["model"]["cell"] == "gru"
 

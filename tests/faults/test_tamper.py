@@ -73,6 +73,12 @@ def _unlisted_external_data(d: Path, other: dict[str, Path]) -> None:
     _edit(d, lambda m: m["graphs"]["sequence"].__setitem__("external_data", ["model.onnx.data"]))
 
 
+def _unlisted_variant_graph(d: Path, other: dict[str, Path]) -> None:
+    """A variant's ``graphs`` mapping naming a file of the bundle that ``files`` does not list."""
+    shutil.copyfile(d / "model.onnx", d / "other.onnx")
+    _edit(d, _set("variants.fp16", {"file": "model.onnx", "graphs": {"sequence": "other.onnx"}}))
+
+
 def _set(path: str, value: Any) -> Callable[[Manifest], None]:
     """Set ``a.b.0.c`` (ints index lists) in a manifest."""
 
@@ -176,13 +182,42 @@ TAMPERS: dict[str, tuple[str, Callable[[Path, dict[str, Path]], None], tuple[str
         _manifest(_set("graphs.sequence.spec.inputs.0.dtype", "complex64")),
         ("dtype: expected one of",),
     ),
+    "input-dtype-int64": (
+        "plain",
+        _manifest(_set("graphs.sequence.spec.inputs.0.dtype", "int64")),
+        ("graphs.sequence.spec does not match the config",),
+    ),
+    "variant-graphs-outside": (
+        "plain",
+        _manifest(_set("variants.fp16", {"file": "model.onnx", "graphs": {"sequence": "../elsewhere.onnx"}})),
+        ("../elsewhere.onnx: points outside the bundle",),
+    ),
+    "variant-graphs-unlisted": (
+        "plain",
+        _unlisted_variant_graph,
+        ("other.onnx: is used by the bundle but not listed",),
+    ),
 }
 COMMANDS = {
     "verify": ("verify", "--batch", "1", "--seq", "2"),
     "profile": ("profile", "--iters", "1", "--warmup", "0", "--batch", "1", "--seq", "2"),
     "optimize": ("optimize", "--int8"),
 }
-OUTSIDE = {"graph-file-outside", "variant-file-outside", "absolute-weights-path", "symlinked-model.onnx"}
+OUTSIDE = {
+    "graph-file-outside",
+    "variant-file-outside",
+    "variant-graphs-outside",
+    "absolute-weights-path",
+    "symlinked-model.onnx",
+}
+EDITED_MANIFEST = (
+    "batch-first-flipped",
+    "value-range-widened",
+    "input-dtype-int64",
+    "manifest-edited-not-restamped",
+    "variant-graphs-unlisted",
+)
+"""Hand edits --allow-modified must never accept: they crashed with exit 70 (RuntimeError, ValueError)."""
 
 
 @pytest.fixture
@@ -214,7 +249,8 @@ def test_every_command_refuses_a_tampered_bundle_naming_the_file_or_field(
 
 
 @pytest.mark.parametrize(
-    "case", [*sorted(OUTSIDE - {"symlinked-model.onnx"}), "graphs-empty", "duplicate-tensor-names"]
+    "case",
+    [*sorted(OUTSIDE), "graphs-empty", "duplicate-tensor-names", *EDITED_MANIFEST],
 )
 def test_allow_modified_never_accepts_a_path_outside_or_a_malformed_manifest(
     cli: Cli, tampered: Callable[[str], Path], case: str
@@ -249,19 +285,34 @@ def test_allow_modified_turns_a_file_mismatch_into_a_warning(cli: Cli, bundle_co
 
 
 def test_optimize_with_allow_modified_never_launders_the_bundle(cli: Cli, bundle_copy) -> None:
-    """The variant is recorded, but the manifest seqdeploy writes keeps saying what was modified: a
-    later reader without --allow-modified still refuses it.
+    """The variant is recorded, but the modified file keeps its old sha256 in the table: a later reader
+    without --allow-modified still refuses the bundle, naming the file.
     """
     d = bundle_copy()
     _benign_edit(d)
-    _edit(d, _set("checkpoint", "/hand/edited.pt"), restamp=False)
     r = cli.run("optimize", d, "--int8", "--allow-modified")
     assert r.code == 0, r
     assert "int8" in json.loads((d / "manifest.json").read_text())["variants"]
     later = cli.run("verify", d, "--batch", "1", "--seq", "2")
     assert_clean_error(later)
     assert "model.onnx: differs from the manifest" in later.stderr, later
-    assert "manifest.json: was edited after seqdeploy wrote it" in later.stderr, later
+
+
+def test_allow_modified_accepts_files_never_an_edited_manifest(cli: Cli, bundle_copy) -> None:
+    """A hand-edited manifest (its digest no longer matches) is refused even with --allow-modified, by
+    every command: its fields are what the runners trust. (Before, optimize accepted it — this test's
+    earlier version pinned that — and an edit the schema allows, a flipped batch_first, then crashed.)
+    """
+    d = bundle_copy()
+    _benign_edit(d)
+    _edit(d, _set("checkpoint", "/hand/edited.pt"), restamp=False)
+    before = tree_digest(d)
+    for args in COMMANDS.values():
+        r = cli.run(args[0], d, *args[1:], "--allow-modified")
+        assert_clean_error(r)
+        assert "manifest.json: was edited after seqdeploy wrote it" in r.stderr, r
+        assert "never an edited manifest" in r.stderr, r
+    assert tree_digest(d) == before
 
 
 def test_optimize_with_allow_modified_warns(cli: Cli, bundle_copy) -> None:

@@ -189,3 +189,54 @@ def test_verify_interrupted_writes_a_partial_report(export_tiny, tmp_path, monke
     assert rep["partial"] is True
     assert rep["summary"].startswith("PARTIAL (interrupted)")
     assert {c["seq"] for c in rep["cases"]} == {3}
+
+
+def test_profile_loads_every_runner_in_one_snapshot(export_tiny, monkeypatch) -> None:
+    """Finding 13: the streaming runners were loaded in a second snapshot after the whole sweep, so an
+    ``optimize`` commit during a long profile threw the finished sweep away (BundleChanged, restart).
+    """
+    import contextlib
+
+    from seqdeploy.manifest import Bundle
+    from seqdeploy.profile.run import ProfileOptions, profile
+
+    b = Bundle.load(export_tiny())
+    assert b.streamable
+    snapshots: list[str] = []
+    real = Bundle.snapshot
+
+    @contextlib.contextmanager
+    def counting(self: Bundle):  # type: ignore[no-untyped-def]
+        snapshots.append("taken")
+        with real(self):
+            yield
+
+    monkeypatch.setattr(Bundle, "snapshot", counting)
+    opts = ProfileOptions(
+        backends=("ort-cpu",), baseline="ort-cpu", batches=(1,), seqs=(2,), warmup=0, iters=2,
+        streaming=True, streaming_steps=2, sgemm_n=0,
+    )  # fmt: skip
+    report = profile(b, opts)
+    assert {c.mode for c in report.cases} == {"sequence", "streaming"}
+    assert snapshots == ["taken"]
+
+
+def test_profile_interrupted_report_summary_says_partial_once(export_tiny, tmp_path, monkeypatch) -> None:
+    """Finding 21, through the CLI: the verify summary of an interrupted run names PARTIAL once."""
+    import seqdeploy.parity.run as parity_run
+
+    calls = {"n": 0}
+    real = parity_run._Verifier.cases
+
+    def interrupting(self):  # type: ignore[no-untyped-def]
+        for case in real(self):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+            yield case
+
+    monkeypatch.setattr(parity_run._Verifier, "cases", interrupting)
+    code, text = run("verify", str(export_tiny()), "--batch", "1", "--seq", "2,3", "--json", str(tmp_path / "r.json"))
+    assert code == 130, text
+    summary = json.loads((tmp_path / "r.json").read_text())["summary"]
+    assert summary.startswith("PARTIAL (interrupted) NOT PROVEN:") and "interrupted after" not in summary, summary

@@ -88,3 +88,64 @@ def test_registry_lists_known_backends_on_unknown_names() -> None:
         parse_backends("torch,torch")
     with pytest.raises(UsageError, match="comma-separated"):
         parse_backends(",")
+
+
+def test_calls_are_made_interruptible_by_their_predicted_duration_not_their_feed_size() -> None:
+    """Finding 14: token ids at seq 10⁶ are 1 M elements (under the old 2 M threshold) and minutes of work
+    at hidden size 4096. The first call (nothing known yet) and any call predicted at 50 ms or more run in
+    a worker thread (Ctrl-C answered within ~0.1 s); quick calls stay on the calling thread (no hand-off
+    in the latencies profile measures).
+    """
+    import threading
+    import time
+
+    threads: list[str] = []
+    delay = {"s": 0.0}
+
+    def handler(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        threads.append(threading.current_thread().name)
+        time.sleep(delay["s"])
+        return echo(feeds)
+
+    main = threading.current_thread().name
+    with FakeRunner(SPEC, handler) as r:
+        small, large = make_feeds(SPEC, 1, 2), make_feeds(SPEC, 3, 40)
+        r.infer(small)
+        r.infer(small)
+        assert threads == ["seqdeploy-fake", main]  # first call: unknown speed; then known to be quick
+        delay["s"] = 0.06
+        r.infer(large)  # predicted from the small call: still quick, runs here, and turns out slow
+        threads.clear()
+        r.infer(large)  # now known to take 60 ms: interruptible
+        r.infer(make_feeds(SPEC, 3, 400))  # larger than anything seen: scaled up, interruptible
+        assert threads == ["seqdeploy-fake", "seqdeploy-fake"]
+        assert r.predicted_s(10**9) is not None and r.predicted_s(10**9) > 1  # type: ignore[operator]
+
+
+def test_an_interrupted_worker_is_known_to_the_exit_path() -> None:
+    """A worker the main thread gave up on (Ctrl-C during an uncancellable call) is reported, so the
+    console script ends the process without tearing torch down under it (that aborted with exit -6).
+    """
+    import _thread
+    import threading
+    import time
+
+    from seqdeploy.backends.base import abandoned_workers
+
+    release = threading.Event()
+
+    def handler(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        release.wait(5)
+        return echo(feeds)
+
+    timer = threading.Timer(0.2, _thread.interrupt_main)
+    with FakeRunner(SPEC, handler) as r:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            r.infer(make_feeds(SPEC, 1, 2))  # first call: in a worker
+    assert abandoned_workers() == 1
+    release.set()
+    deadline = time.monotonic() + 5
+    while abandoned_workers() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert abandoned_workers() == 0
