@@ -84,7 +84,7 @@ def _frozen_error(frozen: list[str]) -> ExportError:
         + "\n  ".join(frozen)
         + "\nCompute it with tensor operations instead (torch.where, clamp, masks: the graph then computes it "
         "for each input). If the frozen value is right for every input you will serve, set [export] "
-        "allow_tracer_warnings = true (the manifest records these lines and verify repeats them), and prove it "
+        "allow_tracer_warnings = true (the bundle records it, and every verify repeats this warning), and prove it "
         "with seqdeploy verify DIR --expected FILE.npz on real data (docs/your-model.md)."
     )
 
