@@ -8,6 +8,7 @@ table, which the loader prefixes with the table's path.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -313,6 +314,11 @@ class ExportConfig:
     initial_state: bool = True
     step: bool = False
     """Also write ``step.onnx``, a single-time-step graph with states in and out (``--step``)."""
+    allow_tracer_warnings: bool = field(default=False, metadata=OMIT_DEFAULT)
+    """``source = "python"`` only. The tracer warns when a ``forward`` reads tensor values in Python (an ``if``
+    on a value, ``int(t)``, iterating over a tensor): the graph freezes what they were at trace time, and no
+    check on random inputs may notice. Export refuses such a module, naming each ``file:line``; ``true``
+    exports it anyway, recording the warnings in the manifest and repeating them in every verify."""
 
     def __post_init__(self) -> None:
         # 14 is the first opset with LSTM `layout`; below that the TorchScript exporter's RNN
@@ -525,6 +531,11 @@ def parse_call(text: str) -> CallSignature:
     return CallSignature(args, returns)
 
 
+@functools.lru_cache(maxsize=64)
+def _parse_call_cached(text: str) -> CallSignature:
+    return parse_call(text)  # CallSignature is frozen: sharing one parse is safe
+
+
 _CALL_HELP = (
     "; expected forward's positional arguments then its return value as nested tuples of tensor names, "
     "e.g. '(input, (h0, c0)) -> (output, (h_n, c_n))'"
@@ -628,8 +639,8 @@ class IOConfig:
 
     @property
     def signature(self) -> CallSignature:
-        """:attr:`call` parsed."""
-        return parse_call(self.call)
+        """:attr:`call` parsed (once per distinct text: it is asked on every state and declaration lookup)."""
+        return _parse_call_cached(self.call)
 
     def declarations(self) -> dict[str, InputDecl]:
         """Every argument's declaration in call order (``lengths`` gets :data:`LENGTHS_DECL` by default)."""
@@ -708,6 +719,11 @@ class PipelineConfig:
             return
         if self.io is not None:
             raise _fail("io", "only with model.source = 'python'; a zoo model's tensors come from [model]")
+        if self.export.allow_tracer_warnings:
+            raise _fail(
+                "export.allow_tracer_warnings",
+                "only with model.source = 'python' (zoo models are checked by seqdeploy itself)",
+            )
         if self.export.step and self.model.bidirectional:
             raise _fail(
                 "export.step",

@@ -272,8 +272,11 @@ def spec_from_io(cfg: PipelineConfig, outputs: tuple[TensorSpec, ...]) -> IOSpec
     (in ``[io] call`` return order), state pairs declared or by name (``h0`` → ``h_n``).
 
     Raises:
-        InputError: A state pair whose input and output shapes differ (they are fed back into each other).
+        ConfigError: A state pair whose input and output shapes differ (they are fed back into each other);
+            the key is ``io.state.NAME`` for a declared pair, ``io.call`` for a pair by name.
     """
+    from seqdeploy.errors import ConfigError
+
     inputs = io_inputs(cfg)
     assert cfg.io is not None
     by_name = {t.name: t for t in (*inputs, *outputs)}
@@ -281,9 +284,15 @@ def spec_from_io(cfg: PipelineConfig, outputs: tuple[TensorSpec, ...]) -> IOSpec
     for src, dst in cfg.io.state_pairs():
         a, b = by_name[src], by_name[dst]
         if a.dims != b.dims or a.dtype != b.dtype:
-            raise InputError(
-                f"state pair {src} -> {dst}: the module returns {b.describe()} for {a.describe()}; a state output "
-                f"is fed back as the next chunk's input, so they must match (declare [io] state to pair others)"
+            key = f"io.state.{src}" if cfg.io.state is not None else "io.call"
+            fix = (
+                "pair it with an output of that shape"
+                if cfg.io.state is not None
+                else "declare [io] state to pair others ({} for none)"
+            )
+            raise ConfigError(
+                f"{key}: state pair {src} -> {dst}: the module returns {b.describe()} for {a.describe()}; a state "
+                f"output is fed back as the next chunk's input, so they must match ({fix})"
             )
         pairs.append(StatePair(src, dst))
     return IOSpec(inputs=inputs, outputs=outputs, state=tuple(pairs), kind="sequence")

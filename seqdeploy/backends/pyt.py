@@ -63,7 +63,8 @@ class TorchRunner(BaseRunner):
     def _load(self) -> None:
         import torch
 
-        from seqdeploy.models.build import build_model, load_checkpoint, step_module
+        from seqdeploy.models.build import build_model, step_module
+        from seqdeploy.models.checkpoint import load_exported_weights
 
         if self.device == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailable(
@@ -84,14 +85,16 @@ class TorchRunner(BaseRunner):
         elif self._given is None:
             model, _ = build_model(self.config, load_vectors=False)
             if self.weights is not None:
-                load_checkpoint(model, self.weights)
+                # The bundle's own model.pt: exactly the exported names, never the user-checkpoint loader's
+                # unwrapping, prefix stripping or structural mapping.
+                load_exported_weights(model, self.weights, "the model built from the bundle's config")
             self._module = step_module(model) if self.spec.kind == "step" else model
         assert self._module is not None
         self._module = self._module.to(self.device).eval()
 
     def _user_module(self) -> nn.Module:
-        from seqdeploy.errors import CheckpointError, ConfigError, UsageError
-        from seqdeploy.models.checkpoint import read_state_dict
+        from seqdeploy.errors import ConfigError, UsageError
+        from seqdeploy.models.checkpoint import load_exported_weights
         from seqdeploy.models.user import build_user_model
 
         if self.spec.kind != "sequence":
@@ -106,15 +109,9 @@ class TorchRunner(BaseRunner):
                 "it, check the deployment with --no-import --expected FILE.npz (outputs of your own model)"
             ) from None
         if self.weights is not None:
-            state, _, _ = read_state_dict(self.weights)
-            try:
-                # Exactly the exported names: a module whose parameters changed since export is not remapped.
-                model.net.load_state_dict(state, strict=True)
-            except RuntimeError as exc:
-                raise CheckpointError(
-                    f"{self.weights}: the exported weights do not fit {info.resolved.text} as it is now (was it "
-                    f"changed since export?): {' '.join(str(exc).split())[:600]}"
-                ) from None
+            # Exactly the exported names (a child named `module` stays `module`): a module whose parameters
+            # changed since export is refused, not remapped.
+            load_exported_weights(model.net, self.weights, f"{info.resolved.text} as it is now")
         return model.eval()
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -320,30 +320,48 @@ def _build_python(cfg: PipelineConfig, checkpoint: str | Path | None, max_memory
 
 
 def _explain_python_failure(report: ParityReport, layers: list[dict[str, Any]]) -> str:
-    """Advice for a self-check of a user's module that failed, from which comparisons failed."""
+    """Advice for a self-check of a user's module that failed, from which comparisons failed and how: a
+    mismatch of tensors, or an exception (recorded against what its mode compares with: ``reference`` in
+    ``full``, ``self`` in the chunked/batch/padding modes).
+    """
     from seqdeploy.export.onnx import TRACE_SEQ
 
     advice = []
     bad = report.failures
-    if any(c.backend != report.reference and c.against == "reference" and c.seq != TRACE_SEQ for c in bad):
+    ref = report.reference
+    if any(c.backend != ref and c.against == "reference" and c.mode == "full" and c.seq != TRACE_SEQ for c in bad):
         cells = [x["name"] for x in layers if x["type"].endswith("Cell")]
         found = f" (your module has {', '.join(cells)})" if cells else ""
         advice.append(
-            f"ONNX Runtime disagrees with your module at lengths other than the traced one{found}. {_LOOP_ADVICE}"
+            f"ONNX Runtime disagrees with your module, or fails, at lengths other than the traced one{found}. "
+            f"{_LOOP_ADVICE}"
         )
-    if any(c.backend == report.reference and c.against == "self" and c.mode == "chunked" for c in bad):
+    raised = {c.mode: c for c in bad if c.backend == ref and c.error}
+    mismatched = {c.mode for c in bad if c.backend == ref and c.against == "self" and not c.error}
+    how_fed = {
+        "chunked": "fed the sequence in chunks (as short as one step) with the returned state passed back in",
+        "batch": "fed one row of the batch alone (batch 1)",
+        "padding": "fed a row alone, cut to its length",
+    }
+    for mode, case in raised.items():
+        if mode in how_fed:
+            advice.append(
+                f"Your module itself raised when {how_fed[mode]}: {(case.error or '').splitlines()[0][:300]}. "
+                "seqdeploy serves every batch and length in [shapes]; make forward accept them."
+            )
+    if "chunked" in mismatched:
         advice.append(
             "Your module itself gives different results when a sequence is fed in chunks with the returned state "
             "carried: its outputs depend on more than that state (e.g. a backward direction written by hand, or "
             "pooling over time). If it is not meant to be streamed, declare [io] state = {} (no state pairs)."
         )
-    if any(c.backend == report.reference and c.against == "self" and c.mode == "padding" for c in bad):
+    if "padding" in mismatched:
         advice.append(
             "Your module itself gives a padded row different results than the same row unpadded: it reads padded "
             "steps (e.g. out[-1] on a padded batch — take each row's last valid step, or pack with "
             "pack_padded_sequence(..., enforce_sorted=False))."
         )
-    if any(c.backend == report.reference and c.against == "self" and c.mode == "batch" for c in bad):
+    if "batch" in mismatched:
         advice.append("Your module itself mixes rows of a batch (a row alone differs from the same row in a batch).")
     return ("\n" + "\n".join(advice)) if advice else ""
 

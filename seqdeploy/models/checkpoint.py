@@ -30,7 +30,14 @@ from torch import nn
 
 from seqdeploy.errors import CheckpointError
 
-__all__ = ["WRAPPER_KEYS", "CheckpointLoad", "fit_state_dict", "load_checkpoint", "read_state_dict"]
+__all__ = [
+    "WRAPPER_KEYS",
+    "CheckpointLoad",
+    "fit_state_dict",
+    "load_checkpoint",
+    "load_exported_weights",
+    "read_state_dict",
+]
 
 WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model_state_dict", "model", "net")
 """Keys under which training checkpoints keep the model's state_dict."""
@@ -115,8 +122,15 @@ def _clean_torch_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {detail}"
 
 
-def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], tuple[str, ...], str | None]:
-    """Read a checkpoint into a plain ``{name: tensor}``.
+def read_state_dict(
+    path: str | Path, own: Mapping[str, Shape] | None = None
+) -> tuple[dict[str, torch.Tensor], tuple[str, ...], str | None]:
+    """Read a user's checkpoint into a plain ``{name: tensor}``.
+
+    Args:
+        path: The file.
+        own: The model's ``{key: shape}``: a ``module.``/``_orig_mod.`` prefix is stripped only when the
+            model's own keys do not carry it (a module with a child named ``module`` keeps its names).
 
     Returns:
         ``(state, wrapper keys followed, stripped prefix)``.
@@ -126,10 +140,17 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], tuple[st
             that are not real weights (meta, complex, sparse, quantized, NaN/Inf).
     """
     path = Path(path)
+    state, unwrapped = _unwrap(path, _torch_load(path))
+    state, stripped = _strip_prefix(state, own)
+    _check_tensors(path, state)
+    return state, unwrapped, stripped
+
+
+def _torch_load(path: Path) -> object:
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory; expected a checkpoint file saved with torch.save")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except PermissionError as exc:
@@ -139,10 +160,31 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], tuple[st
             f"{path}: cannot be read as a weights-only state_dict ({_clean_torch_error(exc)}). {_SAVE_HINT}; "
             "seqdeploy never unpickles arbitrary objects."
         ) from None
-    state, unwrapped = _unwrap(path, obj)
-    state, stripped = _strip_prefix(state)
-    _check_tensors(path, state)
-    return state, unwrapped, stripped
+
+
+def load_exported_weights(model: nn.Module, path: str | Path, what: str) -> None:
+    """Load a bundle's own ``model.pt`` into ``model``: exactly the exported names, strictly.
+
+    A bundle's weights were saved by seqdeploy from the very module being rebuilt, so nothing is unwrapped,
+    stripped or mapped (a user's module whose child is named ``module`` keeps that name), and a module
+    whose parameters changed since export is refused instead of remapped.
+
+    Raises:
+        CheckpointError: The file cannot be read safely, is not a plain state_dict, or does not fit ``model``
+            (the message names ``what`` and the keys).
+    """
+    path = Path(path)
+    obj = _torch_load(path)
+    if not _is_state_dict(obj):
+        raise CheckpointError(f"{path}: expected the state_dict seqdeploy exported, got {type(obj).__name__}")
+    assert isinstance(obj, dict)
+    try:
+        model.load_state_dict(obj, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path}: the exported weights do not fit {what} (was it changed since export?): "
+            f"{' '.join(str(exc).split())[:600]}"
+        ) from None
 
 
 def _is_state_dict(obj: object) -> bool:
@@ -190,16 +232,29 @@ def _same(a: object, b: object) -> bool:
     )
 
 
-def _strip_prefix(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str | None]:
+def _strip_prefix(
+    state: dict[str, torch.Tensor], own: Mapping[str, Shape] | None = None
+) -> tuple[dict[str, torch.Tensor], str | None]:
+    """Strip ``module.``/``_orig_mod.`` while every key has it — unless the keys already are the model's,
+    or the model's own keys carry that prefix too (then stripping would break names that are right) and
+    stripping does not make them the model's (DataParallel around a module with a child ``module``).
+    """
     stripped = None
+    own_keys = set(own) if own is not None else None
     changed = True
-    while changed:
+    while changed and state and set(state) != own_keys:
         changed = False
         for prefix in _PREFIXES:
-            if state and all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix) :]: v for k, v in state.items()}
-                stripped = prefix if stripped is None else stripped
-                changed = True
+            if not all(k.startswith(prefix) for k in state):
+                continue
+            candidate = {k[len(prefix) :]: v for k, v in state.items()}
+            own_has_it = own_keys is not None and bool(own_keys) and all(k.startswith(prefix) for k in own_keys)
+            if own_has_it and set(candidate) != own_keys:
+                continue
+            state = candidate
+            stripped = prefix if stripped is None else stripped
+            changed = True
+            break
     return state, stripped
 
 
@@ -271,8 +326,26 @@ class _Proposal:
         return not (self.left_checkpoint or self.left_model or self.ambiguous)
 
 
+def _numbered_in_order(prefixes: list[str]) -> bool:
+    """Whether every prefix ends in a number, the numbers are distinct, and they rise in the given order."""
+    numbers = [_trailing_number(p) for p in prefixes]
+    if any(n is None for n in numbers):
+        return False
+    ints = [n for n in numbers if n is not None]
+    return len(set(ints)) == len(ints) and ints == sorted(ints)
+
+
 def _propose(src: Mapping[str, Shape], dst: Mapping[str, Shape]) -> _Proposal:
-    """Pair checkpoint groups with model groups of the same signature, in order of appearance."""
+    """Pair checkpoint groups with model groups of the same signature.
+
+    Per signature: groups with the same name on both sides pair first (a name that is already the model's
+    is never sent elsewhere); a single group left on each side pairs; several left pair in order only when
+    every one of them, in the checkpoint and in the model, is numbered and the numbers rise in the order of
+    appearance on both sides (``cell_1``, ``cell_2`` → ``core.cells.0``, ``.1``). Anything else — names
+    without numbers (``top``, ``bottom``), partly numbered (``cell``, ``cell_2``), numbering against the file
+    order — is ambiguous: the order of registration says nothing about the order a forward applies them.
+    The proposal still pairs them in file order, to show the user what to write in ``[checkpoint] map``.
+    """
     sgroups, dgroups = _groups(src), _groups(dst)
     by_sig_s: dict[tuple[tuple[str, Shape], ...], list[str]] = {}
     by_sig_d: dict[tuple[tuple[str, Shape], ...], list[str]] = {}
@@ -281,40 +354,58 @@ def _propose(src: Mapping[str, Shape], dst: Mapping[str, Shape]) -> _Proposal:
     for p, g in dgroups.items():
         by_sig_d.setdefault(_signature(g), []).append(p)
     prop = _Proposal({}, [], [], [])
-    for sig, sps in by_sig_s.items():
-        dps = by_sig_d.get(sig, [])
+    for sig, all_sps in by_sig_s.items():
+        all_dps = by_sig_d.get(sig, [])
+        same = [p for p in all_sps if p in all_dps]
+        for p in same:
+            prop.pairs[p] = p
+        sps = [p for p in all_sps if p not in same]
+        dps = [p for p in all_dps if p not in same]
         n = min(len(sps), len(dps))
-        numbers = [_trailing_number(p) for p in sps]
-        if len(sps) > 1 and all(x is not None for x in numbers) and numbers != sorted(numbers):  # type: ignore[type-var]
+        if n and max(len(sps), len(dps)) > 1 and not (_numbered_in_order(sps) and _numbered_in_order(dps)):
+            model_side = f" (model: {', '.join(dps)})" if len(dps) > 1 else ""
             prop.ambiguous.append(
-                f"{', '.join(sps)} have the same structure, and their order in the file ({', '.join(sps)}) is "
-                "not their numbering; name the pairs in [checkpoint] map"
+                f"{', '.join(sps)} have the same structure{model_side}, and their names do not say which is "
+                "which (pairing in order needs every one numbered, in rising order on both sides); name the "
+                "pairs in [checkpoint] map"
             )
         for s, d in zip(sps[:n], dps[:n], strict=True):
             prop.pairs[s] = d
         prop.left_checkpoint.extend(_fmt_group(p, sgroups[p]) for p in sps[n:])
         prop.left_model.extend(_fmt_group(p, dgroups[p]) for p in dps[n:])
+    for s, d in prop.pairs.items():
+        if s != d and s in dgroups:
+            # `fc` in both, but with other shapes: pairing the checkpoint's `fc` with another layer of its shape
+            # would load it where its name says it does not belong.
+            prop.ambiguous.append(
+                f"'{s}' is a layer of the model too, with other shapes ({_fmt_group(s, dgroups[s])}), yet by "
+                f"shape it would load into '{d}'; check that [model] matches the trained model, or name the pairs "
+                "in [checkpoint] map"
+            )
     for sig, dps in by_sig_d.items():
         if sig not in by_sig_s:
             prop.left_model.extend(_fmt_group(p, dgroups[p]) for p in dps)
     return prop
 
 
-def _apply_prefix_map(keys: list[str], mapping: Mapping[str, str]) -> dict[str, str]:
-    """``{old key: new key}``: the longest matching ``[checkpoint] map`` entry renames each key."""
+def _apply_prefix_map(keys: list[str], mapping: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
+    """``({old key: new key}, entries used)``: the longest matching ``[checkpoint] map`` entry renames each key."""
     out = {}
+    used: set[str] = set()
     prefixes = sorted((k for k in mapping if k.endswith(".")), key=len, reverse=True)
     for key in keys:
         if key in mapping:
             out[key] = mapping[key]
+            used.add(key)
             continue
         for p in prefixes:
             if key.startswith(p):
                 out[key] = mapping[p] + key[len(p) :]
+                used.add(p)
                 break
         else:
             out[key] = key
-    return out
+    return out, used
 
 
 def _mismatch_lines(state: Mapping[str, Shape], own: Mapping[str, Shape]) -> list[str]:
@@ -375,7 +466,16 @@ def fit_state_dict(
     """
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     if key_map:
-        renamed = _apply_prefix_map(list(state), key_map)
+        renamed, used = _apply_prefix_map(list(state), key_map)
+        unused = [k for k in key_map if k not in used]
+        if unused:
+            # A typo ('lstm' for 'lstm.') or an entry for another checkpoint: reported as applied, it would
+            # hide that the names it was meant to fix were mapped some other way.
+            raise CheckpointError(
+                f"{path}: [checkpoint] map entries {unused} match no tensor of the checkpoint (a key ending in '.' "
+                f"renames that prefix, any other key one exact name); the checkpoint's prefixes are "
+                f"{sorted({_fmt_prefix(_split(k)[0]) for k in state} - {''})[:20]}"
+            )
         if len(set(renamed.values())) != len(renamed):
             raise CheckpointError(f"{path}: [checkpoint] map sends two tensors to the same name")
         mapped = {renamed[k]: v for k, v in state.items()}
@@ -428,8 +528,8 @@ def load_checkpoint(
         CheckpointError: The file cannot be read safely, holds no usable state_dict, or does not fit.
     """
     path = Path(path)
-    state, unwrapped, stripped = read_state_dict(path)
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state, unwrapped, stripped = read_state_dict(path, own)
     mapped, renames, how = fit_state_dict(path, state, own, key_map, what=what)
     try:
         model.load_state_dict(mapped, strict=True)

@@ -1,8 +1,11 @@
 """The user's own ``nn.Module`` as the model and as the reference (``[model] source = "python"``).
 
-``entry`` names a class or factory in a ``.py`` file or a dotted module; it is called with ``kwargs``.
-**Importing it runs the user's code** (module top level and constructor): seqdeploy does it only for a
-config or a bundle whose manifest says ``source = "python"``, and ``verify --no-import`` refuses instead.
+``entry`` names an ``nn.Module`` subclass, or a factory function defined in the entry's own module, in a
+``.py`` file or a dotted module; it is called with ``kwargs``. Anything else (``os:system``, a library's
+function, a builtin) is refused before it is called. **Importing it runs the user's code** (module top
+level and constructor): seqdeploy does it only for a config or a bundle whose manifest says ``source =
+"python"``; ``verify --no-import`` refuses instead, and so does every command while the environment
+variable :data:`NO_IMPORT_ENV` is set.
 
 :class:`UserModel` wraps the module so that it takes the graph inputs positionally in IOSpec order and
 returns the graph outputs in IOSpec order, following ``[io] call`` (``(input, (h0, c0)) -> (output,
@@ -13,25 +16,30 @@ reference is the user's module itself, never a rebuild of it from a description.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
+import inspect
 import itertools
+import os
+import site
 import sys
+import sysconfig
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
-from seqdeploy.config import CallNode, CallSignature, PipelineConfig, ResolvedEntry, resolve_entry
+from seqdeploy.config import DTYPES, CallNode, CallSignature, PipelineConfig, ResolvedEntry, resolve_entry
 from seqdeploy.errors import ConfigError, ResourceLimitError, UsageError
-from seqdeploy.models.registry import family
 from seqdeploy.spec import BATCH, SEQ, DType, IOSpec, TensorSpec, io_inputs
 
 __all__ = [
+    "NO_IMPORT_ENV",
     "UserModel",
     "build_user_model",
     "import_entry",
@@ -41,13 +49,17 @@ __all__ = [
     "recurrent_summary",
 ]
 
+NO_IMPORT_ENV = "SEQDEPLOY_NO_IMPORT"
+"""While this environment variable is set (to anything but ``""`` or ``0``), no command imports a user's
+module: export of a ``source = "python"`` config and every torch reference of such a bundle (verify,
+profile, package, optimize, compile) refuse with exit 2 instead."""
+
 _counter = itertools.count()
-_DTYPES: dict[torch.dtype, DType] = {
-    torch.float32: "float32",
-    torch.float16: "float16",
-    torch.int64: "int64",
-    torch.int32: "int32",
-}
+# Serveable torch dtypes, by the config's names (config.DTYPES is the one list).
+_DTYPES: dict[torch.dtype, DType] = {getattr(torch, name): cast(DType, name) for name in DTYPES}
+_loaded_by_us: dict[str, set[str]] = {}
+"""``{entry file or module: names of the modules its import added to sys.modules}``: evicted before the next
+load of the same entry, so an edit to a neighbour module (``from layers import Block``) is seen too."""
 
 
 @contextlib.contextmanager
@@ -68,20 +80,74 @@ def _user_frame(exc: BaseException, files: tuple[str, ...]) -> str:
     return f" (at {mine[-1].filename}:{mine[-1].lineno})" if mine else ""
 
 
+def imports_refused() -> bool:
+    """Whether :data:`NO_IMPORT_ENV` forbids importing users' modules in this process."""
+    return os.environ.get(NO_IMPORT_ENV, "") not in ("", "0")
+
+
+def _evict_previous(entry: ResolvedEntry) -> None:
+    """Forget the modules an earlier load of the same entry added (its private name and its neighbours), and
+    for a dotted entry any package of the same name an earlier load of another entry added (``mypkg`` of
+    another config's ``python_path`` must not stand in for this one's).
+    """
+    for name in _loaded_by_us.pop(entry.target, set()):
+        sys.modules.pop(name, None)
+    if entry.is_file:
+        return
+    top = entry.target.split(".")[0]
+    for names in _loaded_by_us.values():
+        stale = {n for n in names if n == top or n.startswith(f"{top}.")}
+        for name in stale:
+            sys.modules.pop(name, None)
+        names -= stale
+
+
+def _remember_new(key: str, before: set[str], dirs: tuple[str, ...]) -> None:
+    """Record the modules this load added from the user's own directories (never a library it imported)."""
+    roots = tuple(os.path.join(os.path.realpath(d), "") for d in dirs)
+    # Never a library or seqdeploy itself, even when the config's directory holds a virtualenv or a checkout:
+    # evicting those would make two copies of their classes.
+    foreign = (*_library_dirs(), os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), ""))
+    added = set()
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if name.startswith("seqdeploy_user_"):
+            added.add(name)
+        elif file and file.endswith(".py"):
+            real = os.path.realpath(file)
+            if real.startswith(roots) and not real.startswith(foreign):
+                added.add(name)
+    _loaded_by_us[key] = added
+
+
 def _load_module(entry: ResolvedEntry) -> Any:
+    # Every load reads the user's code again: an entry file or module changed since the last load (verify
+    # after an edit, a notebook) is seen, and so are the neighbour modules it imported from the user's own
+    # directories — those that an earlier load of this entry imported are evicted first. A module the
+    # caller imported itself beforehand stays as it is (documented in docs/your-model.md).
+    _evict_previous(entry)
+    before = set(sys.modules)
+    try:
+        return _import(entry)
+    finally:
+        _remember_new(entry.target, before, entry.search_path)
+
+
+def _import(entry: ResolvedEntry) -> Any:
     with _search_path(entry.search_path):
         if entry.is_file:
             path = Path(entry.target)
             if not path.is_file():
                 raise ConfigError(f"model.entry: {path} does not exist (entry is relative to the config file)")
-            # A fresh module object per load, under a private name: a file changed since the last import is
-            # read again (verify after an edit must see the edit), and nothing shadows the user's packages.
+            # A fresh module object per load, under a private name, so that nothing shadows the user's packages.
             name = f"seqdeploy_user_{path.stem}_{next(_counter)}"
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:
                 raise ConfigError(f"model.entry: {path} cannot be imported as a Python module")
             module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module  # dataclasses and pickling inside the user's module look it up
+            # Dataclasses, pickling and inspect.getsourcefile look the module up by name: it stays registered
+            # until the next load of this file evicts it (one entry per file, not one per load).
+            sys.modules[name] = module
             try:
                 spec.loader.exec_module(module)
             except Exception as exc:  # noqa: BLE001 - the user's top-level code can raise anything
@@ -90,6 +156,13 @@ def _load_module(entry: ResolvedEntry) -> Any:
                     f"model.entry: importing {path} raised {type(exc).__name__}: {exc}{_user_frame(exc, (str(path),))}"
                 ) from None
             return module
+        if entry.target.split(".")[0] in sys.stdlib_module_names:
+            # Refused before importing: the standard library holds no model, some of its modules run code when
+            # imported (antigravity opens a browser), and others hold callables that run anything (os).
+            raise ConfigError(
+                f"model.entry: '{entry.target}' is the standard library, not your code; name your own module: "
+                "'path/to/file.py:Class' or 'your_package.module:Class'"
+            )
         try:
             return importlib.import_module(entry.target)
         except ModuleNotFoundError as exc:
@@ -101,24 +174,85 @@ def _load_module(entry: ResolvedEntry) -> Any:
             raise UsageError(f"model.entry: importing '{entry.target}' raised {type(exc).__name__}: {exc}") from None
 
 
+@functools.lru_cache(maxsize=1)
+def _library_dirs() -> tuple[str, ...]:
+    """Where the interpreter's standard library and installed packages live."""
+    dirs = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    with contextlib.suppress(AttributeError):  # site.getsitepackages is missing in some virtualenv builds
+        dirs.update(site.getsitepackages())
+    return tuple(os.path.join(os.path.realpath(d), "") for d in dirs if d)
+
+
+def _check_callable(obj: Any, module: Any, entry: ResolvedEntry) -> None:
+    """Only an ``nn.Module`` subclass, or a plain function defined in the entry's own module (the user's code,
+    not an installed library's), is ever called: a bundle's manifest names the entry, and a bundle may come
+    from someone else (``entry = "os:system"`` with ``kwargs = { command = ... }`` would run a shell).
+    """
+    attr = entry.attr
+    if isinstance(obj, nn.Module):
+        raise ConfigError(
+            f"model.entry: '{attr}' is a module instance; name its class (or a factory function) so that "
+            "seqdeploy can build it again from kwargs"
+        )
+    if isinstance(obj, type):
+        if issubclass(obj, nn.Module):
+            return
+        raise ConfigError(f"model.entry: '{attr}' is a class but not a torch.nn.Module subclass")
+    if not inspect.isfunction(obj):
+        what = "a builtin function" if inspect.isbuiltin(obj) else f"a {type(obj).__name__}"
+        raise ConfigError(
+            f"model.entry: '{attr}' is {what}; expected an nn.Module subclass or a factory function defined in "
+            f"{entry.target}"
+        )
+    if obj.__module__ != getattr(module, "__name__", None):
+        raise ConfigError(
+            f"model.entry: '{attr}' is a function of module '{obj.__module__}', imported into {entry.target}; a "
+            "factory function must be defined in the entry's own module (or name the nn.Module class)"
+        )
+    source = inspect.getsourcefile(obj)
+    if source is None or os.path.realpath(source).startswith(_library_dirs()):
+        raise ConfigError(
+            f"model.entry: '{attr}' is a function of an installed library ({source or 'no source file'}), not "
+            "your code; name the nn.Module class instead, or a factory defined in your own file"
+        )
+
+
 @dataclass(frozen=True)
 class EntryInfo:
     """Where the user's module came from (recorded in the manifest's ``user_module``)."""
 
     resolved: ResolvedEntry
     source_file: str | None
-    """The ``.py`` file that defines the entry's module (``None`` for a module without a file)."""
+    """The ``.py`` file that defines the class or factory (``inspect.getsourcefile``; the entry module's own
+    file when that is unknown): what ``source_sha256`` hashes, so an edit to the class is noticed even when
+    the entry re-exports it (``mypkg:Net`` from ``mypkg/__init__.py``, ``from layers import Net``)."""
+    source_files: tuple[str, ...] = ()
+    """Every file the entry is read from: the defining file, then the entry module's own file if different."""
+
+
+def _file_of(obj: Any) -> str | None:
+    try:
+        found = inspect.getsourcefile(obj)
+    except TypeError:  # a builtin or a class of a module without a file
+        return None
+    return str(Path(found).resolve()) if found else None
 
 
 def import_entry(cfg: PipelineConfig) -> tuple[Callable[..., Any], EntryInfo]:
     """Import ``[model] entry`` (runs the user's code) and return the class or factory it names.
 
     Raises:
-        ConfigError: The file or module does not exist, or has no such name, or names something that cannot
-            build a module.
-        UsageError: Importing it raised.
+        ConfigError: The file or module does not exist, or has no such name, or names something that is not
+            an ``nn.Module`` subclass or a factory function of the entry's own module.
+        UsageError: Importing it raised, or :data:`NO_IMPORT_ENV` forbids importing.
     """
     entry = resolve_entry(cfg.model, cfg.base_dir)
+    if imports_refused():
+        raise UsageError(
+            f"{NO_IMPORT_ENV} is set: seqdeploy does not import {entry.text} (a source = 'python' model is your "
+            f"own code, and importing it runs that code). Unset {NO_IMPORT_ENV} to allow it; to check a bundle "
+            "without importing, use: seqdeploy verify DIR --no-import --expected FILE.npz"
+        )
     module = _load_module(entry)
     obj: Any = module
     for part in entry.attr.split("."):
@@ -128,20 +262,18 @@ def import_entry(cfg: PipelineConfig) -> tuple[Callable[..., Any], EntryInfo]:
                 f"model.entry: {entry.target} has no '{entry.attr}'; nn.Module classes there: {names or 'none'}"
             )
         obj = getattr(obj, part)
-    if isinstance(obj, nn.Module):
-        raise ConfigError(
-            f"model.entry: '{entry.attr}' is a module instance; name its class (or a factory function) so that "
-            "seqdeploy can build it again from kwargs"
-        )
-    if not callable(obj):
-        raise ConfigError(f"model.entry: '{entry.attr}' is a {type(obj).__name__}, not a class or factory function")
-    source = getattr(module, "__file__", None)
-    return obj, EntryInfo(entry, str(Path(source).resolve()) if source else None)
+    if inspect.ismodule(obj):
+        raise ConfigError(f"model.entry: '{entry.attr}' is a module, not a class or factory function")
+    _check_callable(obj, module, entry)
+    module_file = getattr(module, "__file__", None)
+    files = [f for f in (_file_of(obj), str(Path(module_file).resolve()) if module_file else None) if f]
+    files = list(dict.fromkeys(files))
+    return obj, EntryInfo(entry, files[0] if files else None, tuple(files))
 
 
 def _construct(factory: Callable[..., Any], cfg: PipelineConfig, entry: EntryInfo) -> nn.Module:
     kwargs = cfg.model.kwargs
-    where = (entry.resolved.target,) if entry.resolved.is_file else ((entry.source_file,) if entry.source_file else ())
+    where = (entry.resolved.target, *entry.source_files)
     try:
         module = factory(**kwargs)
     except TypeError as exc:
@@ -204,7 +336,7 @@ def build_user_model(
     torch.manual_seed(cfg.model.seed)
     net = _construct(factory, cfg, info)
     assert cfg.io is not None
-    wrapper = UserModel(net, cfg.io.signature, info)
+    wrapper = UserModel(net, cfg.io.signature, info, allow_tracer_warnings=cfg.export.allow_tracer_warnings)
     wrapper.eval()
     return wrapper, info
 
@@ -220,23 +352,38 @@ class UserModel(nn.Module):
         net: The user's module (its state_dict is what ``model.pt`` holds: keys as the user named them).
         signature: ``[io] call`` parsed.
         entry: Where it came from (for messages).
+        allow_tracer_warnings: ``[export] allow_tracer_warnings``: export records the tracer's warnings about
+            the user's code in :attr:`tracer_warnings` instead of refusing the graph
+            (:func:`seqdeploy.export.onnx.export_onnx`).
     """
 
-    def __init__(self, net: nn.Module, signature: CallSignature, entry: EntryInfo | None = None) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        signature: CallSignature,
+        entry: EntryInfo | None = None,
+        *,
+        allow_tracer_warnings: bool = False,
+    ) -> None:
         super().__init__()
         self.net = net
         self.signature = signature
         self.label = entry.resolved.attr if entry is not None else type(net).__name__
-        self.source_files: tuple[str, ...] = (entry.source_file,) if entry is not None and entry.source_file else ()
+        self.source_files: tuple[str, ...] = entry.source_files if entry is not None else ()
+        self.allow_tracer_warnings = allow_tracer_warnings
+        self.tracer_warnings: list[str] = []
+        """``file:line: message`` of each value the trace froze in the user's code (export fills it)."""
+        # Computed once: forward runs for every inference of the torch reference.
+        self._input_names = signature.input_names
+        self._output_names = signature.output_names
 
     def forward(self, *flat: Tensor) -> tuple[Tensor, ...]:
-        names = self.signature.input_names
-        values = dict(zip(names, flat, strict=True))
+        values = dict(zip(self._input_names, flat, strict=True))
         args = [_nest(node, values) for node in self.signature.args]
         result = self.net(*args)
         found: dict[str, Tensor] = {}
         self._match(self.signature.returns, result, found, "the return value")
-        return tuple(found[n] for n in self.signature.output_names)
+        return tuple(found[n] for n in self._output_names)
 
     def _match(self, node: CallNode, value: Any, found: dict[str, Tensor], where: str) -> None:
         if isinstance(node, str):
@@ -275,6 +422,28 @@ def _nest(node: CallNode, values: dict[str, Tensor]) -> Any:
 PROBE_SHAPES: tuple[tuple[int, int], ...] = ((2, 5), (3, 7))
 """(batch, seq) of the two runs that find output shapes: distinct numbers, so each axis that follows batch
 or seq is seen to move with it, and one that stays put is static."""
+SHORT_ROWS = 4
+"""With ``lengths``: a third run at the second shape with every row shorter than seq (at most this long), so
+that an axis following the longest row (``pad_packed_sequence`` without ``total_length``) is not taken
+for seq — the first two runs have a full-length row, where the two agree."""
+
+
+def _probe(model: UserModel, inputs: tuple[TensorSpec, ...], feeds: dict[str, Any]) -> tuple[Tensor, ...]:
+    args = [torch.from_numpy(feeds[t.name]) for t in inputs]
+    try:
+        with torch.inference_mode():
+            return tuple(model(*args))
+    except CallMismatch as exc:
+        raise ConfigError(f"io.call: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's forward can raise anything
+        shapes = ", ".join(f"{t.name} {list(feeds[t.name].shape)} {t.dtype}" for t in inputs)
+        lengths = f" with lengths {feeds['lengths'].tolist()}" if "lengths" in feeds else ""
+        raise ConfigError(
+            f"io: {model.label}.forward failed on inputs shaped as [io] declares ({shapes}){lengths}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"{_user_frame(exc, model.source_files)}. "
+            "Check [io] call and [io.inputs] dims/dtype"
+        ) from None
 
 
 def probe_outputs(model: UserModel, cfg: PipelineConfig) -> tuple[TensorSpec, ...]:
@@ -282,30 +451,17 @@ def probe_outputs(model: UserModel, cfg: PipelineConfig) -> tuple[TensorSpec, ..
 
     Raises:
         ConfigError: The module fails on inputs shaped as ``[io.inputs]`` declares, returns something
-            ``[io] call`` does not describe, a dtype seqdeploy cannot serve, or an axis that is neither batch,
-            seq nor static.
+            ``[io] call`` does not describe, a dtype seqdeploy cannot serve, an axis that is neither batch,
+            seq nor static, or a seq axis that follows the longest row instead of seq.
     """
     from seqdeploy.feeds import make_feeds
 
     inputs = io_inputs(cfg)
     in_spec = IOSpec(inputs=inputs, outputs=())
-    runs: list[tuple[Tensor, ...]] = []
-    for k, (batch, seq) in enumerate(PROBE_SHAPES):
-        feeds = make_feeds(in_spec, batch, seq, seed=100 + k)
-        args = [torch.from_numpy(feeds[t.name]) for t in inputs]
-        try:
-            with torch.inference_mode():
-                runs.append(model(*args))
-        except CallMismatch as exc:
-            raise ConfigError(f"io.call: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - the user's forward can raise anything
-            shapes = ", ".join(f"{t.name} {list(t.shape({BATCH: batch, SEQ: seq}))} {t.dtype}" for t in inputs)
-            raise ConfigError(
-                f"io: {model.label}.forward failed on inputs shaped as [io] declares ({shapes}): "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                f"{_user_frame(exc, model.source_files)}. "
-                "Check [io] call and [io.inputs] dims/dtype"
-            ) from None
+    runs = [
+        _probe(model, inputs, make_feeds(in_spec, batch, seq, seed=100 + k))
+        for k, (batch, seq) in enumerate(PROBE_SHAPES)
+    ]
     names = model.signature.output_names
     out = []
     for i, name in enumerate(names):
@@ -334,7 +490,38 @@ def probe_outputs(model: UserModel, cfg: PipelineConfig) -> tuple[TensorSpec, ..
                     "[seq, batch, ...] or [batch, seq, ...]"
                 )
         out.append(TensorSpec(name, dtype, tuple(dims)))
+    if any(t.name == "lengths" for t in inputs):
+        _check_short_rows(model, inputs, in_spec, tuple(out))
     return tuple(out)
+
+
+def _check_short_rows(
+    model: UserModel, inputs: tuple[TensorSpec, ...], in_spec: IOSpec, outputs: tuple[TensorSpec, ...]
+) -> None:
+    """Every row shorter than seq: a seq axis must still have seq steps (see :data:`SHORT_ROWS`)."""
+    from seqdeploy.feeds import make_feeds
+
+    batch, seq = PROBE_SHAPES[1]
+    feeds = make_feeds(in_spec, batch, seq, seed=102)
+    feeds["lengths"] = (feeds["lengths"] % SHORT_ROWS) + 1  # in [1, SHORT_ROWS], all < seq
+    feeds["lengths"][0] = SHORT_ROWS
+    got = _probe(model, inputs, feeds)
+    x_seq_axis = next(t.dims.index(SEQ) for t in inputs if t.name == "input")
+    for spec, value in zip(outputs, got, strict=True):
+        for axis, dim in enumerate(spec.dims):
+            if dim != SEQ or value.dim() <= axis or value.shape[axis] == seq:
+                continue
+            found = int(value.shape[axis])
+            why = (
+                f"it follows the longest row ({found} of seq {seq}) — pad_packed_sequence without total_length "
+                f"returns max(lengths) steps. Pass total_length=x.size({x_seq_axis}) (input's seq axis) to "
+                "pad_packed_sequence, so that it always returns seq steps"
+                if found == SHORT_ROWS
+                else f"it has {found} steps when every row is shorter than seq {seq}"
+            )
+            raise ConfigError(
+                f"io.call: output '{spec.name}' axis {axis} has seq steps only while some row is full length: {why}"
+            )
 
 
 def recurrent_layers(module: nn.Module) -> list[dict[str, Any]]:
@@ -373,15 +560,18 @@ def recurrent_layers(module: nn.Module) -> list[dict[str, Any]]:
 
 
 def recurrent_summary(layers: list[dict[str, Any]]) -> tuple[bool, int]:
-    """``(bidirectional, recurrent FLOPs per token)`` of :func:`recurrent_layers`' result (the same formula as
-    :mod:`seqdeploy.profile.flops`: ``2 · gates · H · (I + H)`` per layer and direction).
+    """``(bidirectional, recurrent FLOPs per token)`` of :func:`recurrent_layers`' result (the formula of
+    :mod:`seqdeploy.profile.flops`).
     """
-    flops = 0
-    for layer in layers:
-        gates = family(layer["family"]).gates
-        dirs = 2 if layer["bidirectional"] else 1
-        in_size, h = layer["input_size"], layer["hidden_size"]
-        for _ in range(layer["num_layers"]):
-            flops += dirs * 2 * gates * h * (in_size + h)
-            in_size = dirs * h
+    from seqdeploy.profile.flops import stack_flops_per_token
+
+    flops = sum(
+        stack_flops_per_token(
+            layer["family"],
+            layer["input_size"],
+            (layer["hidden_size"],) * layer["num_layers"],
+            2 if layer["bidirectional"] else 1,
+        )
+        for layer in layers
+    )
     return any(layer["bidirectional"] for layer in layers), flops

@@ -19,6 +19,7 @@ blank or space-padded vocabulary line is an error naming its line, and 0 % cover
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,8 @@ class VectorsReport:
     """The padding token, when the file has a vector for it that the zero padding row replaced."""
     warnings: tuple[str, ...] = field(default=())
     """Loud problems that do not stop the export (0 % coverage, a dropped padding vector)."""
+    vocab: str | None = None
+    """The vocabulary file the rows were matched through (``package`` serves it to read text)."""
 
     @property
     def coverage(self) -> float:
@@ -90,18 +93,27 @@ class VectorsReport:
             "vectors_in_file": self.vectors_in_file,
             "padding_dropped": self.padding_dropped,
             "warnings": list(self.warnings),
+            "vocab": self.vocab,
         }
 
 
-def _read_bytes(path: Path, what: str) -> bytes:
+@contextlib.contextmanager
+def _reading(path: Path, what: str) -> Iterator[None]:
+    """Turn the OS errors of opening or reading ``path`` into one :class:`VectorsError` wording."""
     try:
-        return path.read_bytes()
+        yield
     except FileNotFoundError:
         raise VectorsError(f"{path}: {what} file not found") from None
     except IsADirectoryError:
-        raise VectorsError(f"{path}: is a directory; expected a {what} file") from None
+        hint = f" ({SUPPORTED_FORMATS})" if what == "vectors" else ""
+        raise VectorsError(f"{path}: is a directory; expected a {what} file{hint}") from None
     except OSError as exc:
         raise VectorsError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from None
+
+
+def _read_bytes(path: Path, what: str, limit: int = -1) -> bytes:
+    with _reading(path, what), path.open("rb") as fh:
+        return fh.read(limit)
 
 
 def load_vocab(path: Path) -> list[str]:
@@ -157,10 +169,25 @@ def _is_number_bytes(text: bytes) -> bool:
 
 
 def _w2v_header(line: bytes) -> tuple[int, int] | None:
+    """``(count, dim)`` of a word2vec header line, or ``None`` when the line is not one."""
     parts = line.strip().split(b" ")
     if len(parts) == 2 and all(p.isdigit() for p in parts):
         return int(parts[0]), int(parts[1])
     return None
+
+
+def _check_header(path: Path, line: bytes, dim: int) -> int:
+    """The entry count of a word2vec file's header line, which must say ``dim``."""
+    header = _w2v_header(line.removeprefix(BOM))
+    if header is None:
+        raise VectorsError(f"{path}:1: expected a word2vec header 'count dim', got {line[:60]!r}")
+    count, file_dim = header
+    if file_dim != dim:
+        raise VectorsError(
+            f"{path}:1: word2vec header says dim {file_dim}, but the config has embedding.dim = {dim}; "
+            f"set embedding.dim = {file_dim}"
+        )
+    return count
 
 
 def sniff_vectors_format(path: Path, head: bytes | None = None) -> Format:
@@ -171,15 +198,7 @@ def sniff_vectors_format(path: Path, head: bytes | None = None) -> Format:
             says what it looks like and lists the supported ones).
     """
     if head is None:
-        try:
-            with path.open("rb") as fh:
-                head = fh.read(1 << 16)
-        except FileNotFoundError:
-            raise VectorsError(f"{path}: vectors file not found") from None
-        except IsADirectoryError:
-            raise VectorsError(f"{path}: is a directory; expected a vectors file ({SUPPORTED_FORMATS})") from None
-        except OSError as exc:
-            raise VectorsError(f"{path}: cannot read the vectors file: {exc.strerror or exc}") from None
+        head = _read_bytes(path, "vectors", 1 << 16)
     head = head.removeprefix(BOM)
     if not head.strip():
         raise VectorsError(f"{path}: the vectors file is empty")
@@ -212,15 +231,9 @@ def _parse_line(
 ) -> tuple[str, list[str]] | Literal["header"] | None:
     """One line: ``(token, values)``, ``"header"`` for a word2vec header, ``None`` for a blank line."""
     parts = line.rstrip("\r\n").rstrip(" ").split(" ")
-    if lineno == 1 and fmt != "glove" and len(parts) == 2 and all(p.isdigit() for p in parts):
-        if int(parts[1]) != dim:
-            raise VectorsError(
-                f"{path}:1: word2vec header says dim {parts[1]}, but the config has embedding.dim = {dim}; "
-                f"set embedding.dim = {parts[1]}"
-            )
-        return "header"
     if lineno == 1 and fmt == "word2vec":
-        raise VectorsError(f"{path}:1: expected a word2vec header 'count dim', got {line[:60]!r}")
+        _check_header(path, line.encode("utf-8"), dim)
+        return "header"
     if parts == [""]:
         return None
     extra = len(parts) - (dim + 1)
@@ -305,16 +318,7 @@ class _Chunks:
 
 def _binary_rows(path: Path, fh: BinaryIO, dim: int) -> Iterator[tuple[int, str, np.ndarray | None]]:
     """``(entry, token, vector)`` of a binary word2vec file; entry 0 (``vector`` ``None``) is the header."""
-    header_line = fh.readline().removeprefix(BOM)
-    header = _w2v_header(header_line)
-    if header is None:
-        raise VectorsError(f"{path}:1: expected a word2vec header 'count dim', got {header_line[:60]!r}")
-    count, file_dim = header
-    if file_dim != dim:
-        raise VectorsError(
-            f"{path}:1: word2vec header says dim {file_dim}, but the config has embedding.dim = {dim}; "
-            f"set embedding.dim = {file_dim}"
-        )
+    count = _check_header(path, fh.readline(), dim)
     yield 0, "", None
     chunks = _Chunks(fh)
     width = 4 * dim
@@ -359,14 +363,8 @@ def vectors_for_vocab(
     index = {tok: i for i, tok in enumerate(vocab)}
     matrix = np.zeros((len(vocab), dim), dtype=np.float32)
     found = np.zeros(len(vocab), dtype=bool)
-    try:
+    with _reading(vectors_path, "vectors"):
         fh = vectors_path.open("rb")  # decoded line by line, so a bad byte is reported with its line number
-    except FileNotFoundError:
-        raise VectorsError(f"{vectors_path}: vectors file not found") from None
-    except IsADirectoryError:
-        raise VectorsError(f"{vectors_path}: is a directory; expected a vectors file") from None
-    except OSError as exc:
-        raise VectorsError(f"{vectors_path}: cannot read the vectors file: {exc.strerror or exc}") from None
     count = 0
     with fh:
         rows: Iterator[tuple[int, str, list[str] | np.ndarray | None]] = (

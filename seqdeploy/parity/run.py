@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from seqdeploy.backends import BaseRunner, get_backend, make_runner
+from seqdeploy.backends import BACKENDS, BaseRunner, get_backend, make_runner
 from seqdeploy.budget import check_sweep_budget
+from seqdeploy.config import ModelConfig
 from seqdeploy.errors import InputError, UsageError
 from seqdeploy.feeds import carry_state, check_feeds, make_feeds, select_rows, slice_seq
 from seqdeploy.lint.findings import Finding
@@ -45,13 +46,64 @@ from seqdeploy.parity.compare import DEFAULT_TOLERANCES, Tolerance, Tolerances, 
 from seqdeploy.parity.report import CaseResult, ParityReport, Skip
 from seqdeploy.spec import BATCH, SEQ, IOSpec
 
-__all__ = ["MODES", "ExpectedCase", "VerifyOptions", "default_sweep", "load_expected", "load_inputs", "verify"]
+__all__ = [
+    "MODES",
+    "ExpectedCase",
+    "VerifyOptions",
+    "default_sweep",
+    "importing_backends",
+    "load_expected",
+    "load_inputs",
+    "not_streamable_reason",
+    "sweep_budget_facts",
+    "tracer_warnings_note",
+    "verify",
+]
 
 MODES: tuple[str, ...] = ("full", "chunked", "batch", "padding", "identities", "step")
 Arrays = dict[str, np.ndarray]
 Progress = Callable[[int, int], None]
-IMPORTING_BACKENDS = frozenset({"torch", "torch-cuda"})
-"""Backends that build the torch model: for a ``source = "python"`` bundle they import the user's module."""
+
+
+def importing_backends() -> frozenset[str]:
+    """Backends that build the torch model (``TorchRunner``): for a ``source = "python"`` bundle they import the
+    user's module. Read from the registry — the backends whose factory is its torch factory — so that a new
+    torch backend is never missed.
+    """
+    return frozenset(n for n, info in BACKENDS.items() if info.factory.__qualname__.startswith("_torch."))
+
+
+def not_streamable_reason(b: Bundle) -> str:
+    """Why a bundle cannot be fed a sequence in pieces with the state carried (:attr:`Bundle.streamable` is
+    false): the one wording of verify's skipped ``chunked`` mode and profile's skipped streaming.
+    """
+    if b.bidirectional:
+        return "a bidirectional model cannot be fed in pieces: its backward direction needs the whole sequence"
+    if b.is_python:
+        return "the module has no state pairs ([io] call / [io] state)"
+    return "the graph has no state inputs (export.initial_state = false)"
+
+
+def sweep_budget_facts(b: Bundle) -> tuple[ModelConfig | None, int]:
+    """What :func:`seqdeploy.budget.check_sweep_budget` needs of a bundle: the zoo model's config (``None``
+    for a user's module, whose size is its weights) and the bytes of its files.
+    """
+    return (None if b.is_python else b.config.model), sum(int(e["bytes"]) for e in b.manifest["files"].values())
+
+
+def tracer_warnings_note(b: Bundle) -> str | None:
+    """The warning every verify of a bundle exported with ``[export] allow_tracer_warnings = true`` repeats:
+    values the user's forward read in Python were frozen at trace time, which random inputs may never show.
+    """
+    if not (b.is_python and b.config.export.allow_tracer_warnings):
+        return None
+    where = b.user_module.get("tracer_warnings") or []
+    lines = "; ".join(str(x) for x in where) if where else "see the export's output"
+    return (
+        "exported with [export] allow_tracer_warnings = true: values your forward reads in Python were frozen at "
+        f"trace time ({lines}); random inputs may never take the other branch, so check with --expected FILE.npz "
+        "holding real data (docs/your-model.md)"
+    )
 
 
 @dataclass(frozen=True)
@@ -61,6 +113,13 @@ class ExpectedCase:
     name: str
     inputs: Mapping[str, np.ndarray]
     outputs: Mapping[str, np.ndarray]
+    sizes: Mapping[str, int] | None = None
+    """``{"batch": B, "seq": T}`` of the inputs, found once when the file is read (``None``: found when used)."""
+
+    def shape(self, spec: IOSpec) -> tuple[int, int]:
+        """``(batch, seq)`` of the case (the inputs checked against ``spec`` only if not done on reading)."""
+        sizes = self.sizes if self.sizes is not None else check_feeds(spec, self.inputs)
+        return sizes[BATCH], sizes.get(SEQ, 1)
 
 
 @dataclass(frozen=True)
@@ -158,7 +217,8 @@ def load_expected(path: Path, spec: IOSpec) -> ExpectedCase:
 
     Raises:
         UsageError: The file cannot be read, holds a name that is neither an input nor an output of the
-            model, no output at all, or a non-numeric array.
+            model, no ``output`` (the model's main output is always compared), a non-numeric array, or NaN/Inf
+            in an expected output (NaN would compare equal to NaN, proving nothing).
         InputError: The inputs do not fit the model (names, dtypes, shapes, ids, lengths).
     """
     raw = read_npz(path, what="expected outputs")
@@ -174,12 +234,40 @@ def load_expected(path: Path, spec: IOSpec) -> ExpectedCase:
             f"{path}: holds no expected output (outputs are {list(spec.output_names)}); save what your model "
             "returned next to its inputs"
         )
+    if "output" not in outputs:
+        # A file of states only would pass without the one tensor a deployment is for ever being compared.
+        raise UsageError(
+            f"{path}: holds no expected 'output' (it has {sorted(outputs)}); save your model's main output as "
+            "'output' next to the states"
+        )
     for k, v in outputs.items():
         if not (np.issubdtype(v.dtype, np.number) or v.dtype == np.bool_):
             raise UsageError(f"{path}: expected output '{k}' is {v.dtype}, not numbers")
+    bad = {
+        k: int(v.size - np.isfinite(v).sum())
+        for k, v in outputs.items()
+        if np.issubdtype(v.dtype, np.inexact) and not np.isfinite(v).all()
+    }
+    if bad:
+        what = ", ".join(f"'{k}' has {n} NaN/Inf value(s)" for k, n in bad.items())
+        raise UsageError(
+            f"{path}: {what}; a backend's NaN would compare equal to it, so nothing would be proven. Save "
+            "outputs of inputs your model computes finite values for"
+        )
     inputs = _as_feeds({k: v for k, v in raw.items() if k in spec.input_names}, spec)
-    check_feeds(spec, inputs)
-    return ExpectedCase(path.name, inputs, outputs)
+    sizes = check_feeds(spec, inputs)
+    return ExpectedCase(path.name, inputs, outputs, sizes)
+
+
+def _tolerances(opts: VerifyOptions, backend: str) -> Tolerances:
+    info = get_backend(backend)
+    # TensorRT backends carry their plan's tolerance (fp32 1e-4: other accumulation order than the CPU).
+    base = Tolerance(*info.tolerance) if info.tolerance else DEFAULT_TOLERANCES[info.precision]
+    default = Tolerance(
+        opts.atol if opts.atol is not None else base.atol,
+        opts.rtol if opts.rtol is not None else base.rtol,
+    )
+    return Tolerances(default, dict(opts.atol_per_tensor), dict(opts.rtol_per_tensor))
 
 
 class _Verifier:
@@ -197,14 +285,7 @@ class _Verifier:
 
     # -- tolerance ---------------------------------------------------------------------------------
     def tolerances(self, backend: str) -> Tolerances:
-        info = get_backend(backend)
-        # TensorRT backends carry their plan's tolerance (fp32 1e-4: other accumulation order than the CPU).
-        base = Tolerance(*info.tolerance) if info.tolerance else DEFAULT_TOLERANCES[info.precision]
-        default = Tolerance(
-            self.opts.atol if self.opts.atol is not None else base.atol,
-            self.opts.rtol if self.opts.rtol is not None else base.rtol,
-        )
-        return Tolerances(default, dict(self.opts.atol_per_tensor), dict(self.opts.rtol_per_tensor))
+        return _tolerances(self.opts, backend)
 
     def compare(
         self,
@@ -223,9 +304,11 @@ class _Verifier:
         self.report.cases.append(case)
         return case
 
-    def error(self, backend: str, mode: str, batch: int, seq: int, exc: Exception, detail: str = "") -> None:
+    def error(
+        self, backend: str, mode: str, batch: int, seq: int, against: str, exc: Exception, detail: str = ""
+    ) -> None:
         msg = f"{type(exc).__name__}: {exc}"
-        self.report.cases.append(CaseResult(backend, mode, batch, seq, "reference", {}, detail, error=msg))
+        self.report.cases.append(CaseResult(backend, mode, batch, seq, against, {}, detail, error=msg))
 
     def tick(self) -> None:
         self.done += 1
@@ -236,11 +319,7 @@ class _Verifier:
     def shapes(self) -> list[tuple[int, int]]:
         """The sweep's (batch, seq) pairs, before any feed is made."""
         if self.opts.expected:
-            out = []
-            for case in self.opts.expected:
-                sizes = check_feeds(self.spec, case.inputs)
-                out.append((sizes[BATCH], sizes.get(SEQ, 1)))
-            return out
+            return [case.shape(self.spec) for case in self.opts.expected]
         if self.opts.inputs is not None:
             sizes = check_feeds(self.spec, self.opts.inputs)
             return [(sizes[BATCH], sizes.get(SEQ, 1))]
@@ -257,6 +336,11 @@ class _Verifier:
             yield b, s, make_feeds(self.spec, b, s, seed=self.opts.seed + i)
 
 
+_AGAINST = {"full": "reference", "expected": "reference"}
+"""What a mode's comparisons are against, for a case that raised instead: ``reference`` (the reference's or
+the golden file's outputs) or, for every other mode, ``self`` (the backend's own full run)."""
+
+
 def _guard(
     v: _Verifier, backend: str, mode: str, batch: int, seq: int, detail: str = ""
 ) -> contextlib.AbstractContextManager[None]:
@@ -269,7 +353,7 @@ def _guard(
         except InputError:
             raise  # the user's feeds are wrong: that is a usage error, not a parity failure
         except Exception as exc:  # noqa: BLE001 - ORT/TRT raise many types; each becomes a FAILED case
-            v.error(backend, mode, batch, seq, exc, detail)
+            v.error(backend, mode, batch, seq, _AGAINST.get(mode, "self"), exc, detail)
 
     return guard()
 
@@ -284,9 +368,18 @@ def _seq_outputs(spec: IOSpec) -> list[str]:
     return [t.name for t in spec.outputs if t.seq_axis is not None]
 
 
-def _chunked(v: _Verifier, runners: dict[str, BaseRunner], ref_name: str, batch: int, seq: int, feeds: Arrays) -> None:
+def _chunked(
+    v: _Verifier,
+    runners: dict[str, BaseRunner],
+    ref_name: str,
+    batch: int,
+    seq: int,
+    feeds: Arrays,
+    fulls: Mapping[str, Arrays],
+) -> None:
     spec, cfg = v.spec, v.cfg
     full_feeds = dict(feeds)
+    same_feeds = not spec.has("lengths")  # then the whole-sequence runs of 'full' are reused, not repeated
     if spec.has("lengths"):
         # A row that ends inside chunk 1 would have length 0 in chunk 2, which no graph accepts: chunk
         # with full lengths (padding semantics have their own mode).
@@ -305,7 +398,7 @@ def _chunked(v: _Verifier, runners: dict[str, BaseRunner], ref_name: str, batch:
     for name, runner in runners.items():
         detail = f"{len(_split_points(seq, v.opts.chunks))} chunks"
         with _guard(v, name, "chunked", batch, seq, detail):
-            full = runner.infer(full_feeds)
+            full = fulls[name] if same_feeds and name in fulls else runner.infer(full_feeds)
             if name == ref_name:
                 ref_full = full
             state = {p.input: full_feeds[p.input] for p in spec.state}
@@ -489,9 +582,9 @@ def verify(
     if b.is_python:
         _python_notes(b, names, report)
     report.tolerances = {
-        n: {"default": {"atol": v.default.atol, "rtol": v.default.rtol}, "atol": dict(v.atol), "rtol": dict(v.rtol)}
+        n: {"default": {"atol": t.default.atol, "rtol": t.default.rtol}, "atol": dict(t.atol), "rtol": dict(t.rtol)}
         for n in names
-        for v in [_Verifier(b, opts, report, None).tolerances(n)]
+        for t in [_tolerances(opts, n)]
     }
     if tampered := b.tampered_files():
         report.warnings.append(
@@ -506,13 +599,7 @@ def verify(
             "self-consistency modes ran; add e.g. --backends ort-cpu"
         )
     v = _Verifier(b, opts, report, progress)
-    check_sweep_budget(
-        v.spec,
-        v.shapes(),
-        None if b.is_python else b.config.model,
-        sum(int(e["bytes"]) for e in b.manifest["files"].values()),
-        max_memory_gb=opts.max_memory_gb,
-    )
+    check_sweep_budget(v.spec, v.shapes(), *sweep_budget_facts(b), max_memory_gb=opts.max_memory_gb)
     try:
         if expected:
             _run_expected(v, b, names, report)
@@ -532,7 +619,7 @@ def verify(
 
 def _check_imports(b: Bundle, names: Sequence[str], opts: VerifyOptions) -> None:
     """``no_import``: a torch backend of a ``source = "python"`` bundle would import (run) the user's code."""
-    importing = [n for n in names if n in IMPORTING_BACKENDS]
+    importing = [n for n in names if n in importing_backends()]
     if not (b.is_python and opts.no_import and importing):
         return
     raise UsageError(
@@ -548,13 +635,21 @@ def _python_notes(b: Bundle, names: Sequence[str], report: ParityReport) -> None
     from seqdeploy.manifest import sha256
 
     um = b.user_module
-    if any(n in IMPORTING_BACKENDS for n in names):
+    if note := tracer_warnings_note(b):
+        report.warnings.append(note)
+    if any(n in importing_backends() for n in names):
         report.notes.append(
             f"the torch reference is your module {um.get('resolved')} (class {um.get('class')}), imported and built "
             f"with kwargs {um.get('kwargs')} and the exported weights {b.manifest.get('weights')}"
         )
-    source, digest = um.get("source_file"), um.get("source_sha256")
-    if source and digest:
+    # `source_files` ({path: sha256}: the defining file and the entry module's own) where the export
+    # recorded it, else the one `source_file`.
+    files = um.get("source_files")
+    if not isinstance(files, dict) or not files:
+        files = {um.get("source_file"): um.get("source_sha256")}
+    for source, digest in files.items():
+        if not (isinstance(source, str) and isinstance(digest, str)):
+            continue
         path = Path(source)
         if not path.is_file():
             report.warnings.append(
@@ -580,8 +675,7 @@ def _run_expected(v: _Verifier, b: Bundle, names: list[str], report: ParityRepor
         with b.snapshot():
             runners = {n: stack.enter_context(make_runner(n, b, "sequence", threads=v.opts.threads)) for n in names}
         for case in v.opts.expected:
-            sizes = check_feeds(spec, case.inputs)
-            batch, seq = sizes[BATCH], sizes.get(SEQ, 1)
+            batch, seq = case.shape(spec)
             for n, runner in runners.items():
                 with _guard(v, n, "expected", batch, seq, case.name):
                     got = runner.infer(case.inputs)
@@ -634,14 +728,7 @@ def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> Non
     want = set(opts.modes)
     chunk_ok = b.streamable
     if "chunked" in want and not chunk_ok:
-        why = (
-            "the backward direction of a bidirectional model needs the whole sequence"
-            if b.bidirectional
-            else "the module has no state pairs ([io] call / [io] state)"
-            if b.is_python
-            else "the graph has no state inputs (export.initial_state = false)"
-        )
-        report.skipped.append(Skip("chunked", why))
+        report.skipped.append(Skip("chunked", not_streamable_reason(b)))
     if "padding" in want and not spec.has("lengths"):
         where = "no 'lengths' in [io] call" if b.is_python else "export.lengths = false"
         report.skipped.append(Skip("padding", f"the model has no 'lengths' input ({where})"))
@@ -685,7 +772,7 @@ def _run(v: _Verifier, b: Bundle, names: list[str], report: ParityReport) -> Non
                     v.tick()
             if "chunked" in want and chunk_ok:
                 if seq > 1:
-                    _chunked(v, runners, opts.reference, batch, seq, feeds)
+                    _chunked(v, runners, opts.reference, batch, seq, feeds, fulls)
                 else:
                     report.skipped.append(Skip("chunked", "a single step has no chunks", batch=batch, seq=seq))
             padded = spec.has("lengths") and bool(np.any(feeds["lengths"] < seq))

@@ -9,24 +9,27 @@ this number is compared with a matrix-multiply rate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from seqdeploy.config import ModelConfig
 from seqdeploy.models.registry import family
 
-__all__ = ["recurrent_flops", "recurrent_flops_per_token"]
+__all__ = ["recurrent_flops_per_token", "stack_flops_per_token"]
+
+
+def stack_flops_per_token(family_name: str, input_size: int, hidden_sizes: Sequence[int], directions: int) -> int:
+    """Recurrent FLOPs for one token through a stack of layers of one family (``rnn``, ``gru``, ``lstm``):
+    the one formula for zoo configs and the recurrent submodules found in a user's module.
+    """
+    gates = family(family_name).gates
+    total = 0
+    in_size = input_size
+    for h in hidden_sizes:
+        total += directions * 2 * gates * h * (in_size + h)
+        in_size = directions * h
+    return total
 
 
 def recurrent_flops_per_token(cfg: ModelConfig) -> int:
     """Recurrent FLOPs for one token of one sequence, all layers and directions."""
-    gates = family(cfg.base_cell).gates
-    dirs = cfg.num_directions
-    total = 0
-    in_size = cfg.feature_size
-    for h in cfg.layer_sizes:
-        total += dirs * 2 * gates * h * (in_size + h)
-        in_size = dirs * h
-    return total
-
-
-def recurrent_flops(cfg: ModelConfig, batch: int, seq: int) -> int:
-    """Recurrent FLOPs of one call on ``batch`` sequences of ``seq`` tokens."""
-    return recurrent_flops_per_token(cfg) * batch * seq
+    return stack_flops_per_token(cfg.base_cell, cfg.feature_size, cfg.layer_sizes, cfg.num_directions)

@@ -26,6 +26,7 @@ from seqdeploy.budget import check_sweep_budget
 from seqdeploy.errors import UsageError
 from seqdeploy.feeds import carry_state, make_feeds
 from seqdeploy.manifest import Bundle, library_versions
+from seqdeploy.parity.run import not_streamable_reason, sweep_budget_facts
 from seqdeploy.profile.report import ProfileCase, ProfileReport
 from seqdeploy.profile.sgemm import library_of, sgemm_gflops
 from seqdeploy.profile.timing import LatencyStats
@@ -226,13 +227,11 @@ def profile(
         raise UsageError(f"batch and seq values must be integers >= 1, got {shapes}")
     _check_range(b, shapes, opts.allow_outside_range)
     spec = b.specs["sequence"]
-    cfg = b.config
     # Backends are loaded side by side and each holds its outputs: copies grow with their number.
     check_sweep_budget(
         spec,
         shapes,
-        None if b.is_python else cfg.model,
-        sum(int(e["bytes"]) for e in b.manifest["files"].values()),
+        *sweep_budget_facts(b),
         copies=2 + 2 * len(names),
         what="profile",
         max_memory_gb=opts.max_memory_gb,
@@ -255,12 +254,8 @@ def profile(
     )
     stream_ok = opts.streaming and b.streamable
     if opts.streaming and not stream_ok:
-        why = (
-            "a bidirectional model cannot be fed one token at a time"
-            if b.bidirectional
-            else "the graph has no state inputs (export.initial_state = false)"
-        )
-        report.skipped.append({"mode": "streaming", "backend": None, "reason": why})
+        # The same words as verify's skipped chunked mode (a user's module has no export.initial_state).
+        report.skipped.append({"mode": "streaming", "backend": None, "reason": not_streamable_reason(b)})
     stream_batches = sorted({batch for batch, _ in shapes})
     total = len(names) * (len(shapes) + (len(stream_batches) if stream_ok else 0))
     done = 0

@@ -153,7 +153,7 @@ def test_changing_the_forward_after_export_fails_verify(tmp_path: Path):
     code, text = run("verify", str(out), "--batch", "3", "--seq", "6")
     assert code == 0, text
     assert "changed since export" not in text
-    assert "SKIPPED [chunked]: the backward direction of a bidirectional model" in text  # found by inspection
+    assert "SKIPPED [chunked]: a bidirectional model cannot be fed in pieces" in text  # found by inspection
     assert "(no 'lengths' in [io] call)" in text and "(source = 'python' bundles have none)" in text
     src = tmp_path / "net.py"
     text_before = src.read_text()
@@ -209,7 +209,7 @@ def test_expected_outputs_pass_for_the_users_model_and_fail_for_another(tmp_path
     (tmp_path / "net.py").unlink()  # the bundle read where the source is not
     code, text = run("verify", str(out), "--batch", "2", "--seq", "3")
     assert code == 2, text
-    assert "net.py: the module's source file is gone since export" in text or "does not exist" in text
+    assert f"model.entry: {tmp_path / 'net.py'} does not exist" in text
     assert "--no-import --expected FILE.npz" in text
 
 
@@ -399,3 +399,266 @@ def test_profile_a_python_bundle(tmp_path: Path):
     assert rep["model"]["source"] == "python"
     # 4 layers of LSTM(10|20 -> 20): 2 * 4 gates * 20 * (in + 20) per layer
     assert rep["model"]["flops_per_token"] == 2 * 4 * 20 * (10 + 20) + 3 * 2 * 4 * 20 * (20 + 20)
+
+
+# ------------------------------------------------------------------------------ review fixes (issue 11 round 2)
+
+FROZEN_IF = """
+import torch
+from torch import nn
+class N(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(3, 4)
+    def forward(self, x, h):
+        if x.abs().max() > 6:          # e.g. unnormalised input: rescale
+            x = x / x.abs().max()
+        return self.rnn(x, h)
+"""
+GRU_INPUTS = '[io.inputs]\ninput = { dims = ["seq", "batch", 3] }\nh0 = { dims = [1, "batch", 4] }\n'
+GRU_CALL = "(input, h0) -> (output, h_n)"
+
+
+def test_a_value_dependent_if_is_refused_naming_its_line(tmp_path: Path):
+    """B1, the issue's core failure: the trace freezes `if x.abs().max() > 6` (random inputs never reach 6), the
+    self-check and verify passed, and the graph was wrong by 1.28 on x10 inputs. Export now refuses, naming the
+    line; the opt-in key exports it, and verify repeats the warning every time."""
+    (tmp_path / "net.py").write_text(FROZEN_IF)
+    cfg = _toml(tmp_path / "net.toml", "net.py:N", GRU_CALL, GRU_INPUTS)
+    code, text = run("export", str(cfg), "-o", str(tmp_path / "x"))
+    assert code == 1, text
+    assert f"{tmp_path / 'net.py'}:9: `if x.abs().max() > 6:" in text
+    assert "(Converting a tensor to a Python boolean)" in text
+    assert "allow_tracer_warnings = true" in text and "--expected FILE.npz" in text
+    assert not (tmp_path / "x").exists()
+
+    cfg = _toml(tmp_path / "ok.toml", "net.py:N", GRU_CALL, GRU_INPUTS, extra="[export]\nallow_tracer_warnings = true")
+    code, text = run("export", str(cfg), "-o", str(tmp_path / "x"))
+    assert code == 0, text
+    m = json.loads((tmp_path / "x" / "manifest.json").read_text())
+    assert m["config"]["export"]["allow_tracer_warnings"] is True  # the opt-in is recorded with the bundle
+    code, text = run("verify", str(tmp_path / "x"), "--batch", "2", "--seq", "3")
+    assert code == 0, text
+    assert "WARNING: exported with [export] allow_tracer_warnings = true" in text
+
+    # What the warning recommends catches it: golden outputs of real (here: large) inputs.
+    mod = _import_file(tmp_path / "net.py").N()
+    mod.load_state_dict(torch.load(tmp_path / "x" / "model.pt", weights_only=True))
+    x, h0 = torch.randn(6, 2, 3, generator=torch.Generator().manual_seed(0)) * 10, torch.zeros(1, 2, 4)
+    with torch.no_grad():
+        y, h = mod.eval()(x, h0)
+    np.savez(tmp_path / "real.npz", input=x.numpy(), h0=h0.numpy(), output=y.numpy(), h_n=h.numpy())
+    code, text = run("verify", str(tmp_path / "x"), "--no-import", "--expected", str(tmp_path / "real.npz"))
+    assert code == 1, text
+
+
+def _import_file(path: Path) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"t_{path.stem}_{id(path)}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CHILD_NAMED_MODULE = """
+import torch
+from torch import nn
+class Inner(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(3, 4)
+    def forward(self, x, h):
+        return self.rnn(x, h)
+class N(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.module = Inner()
+    def forward(self, x, h):
+        return self.module(x, h)
+"""
+
+
+@pytest.mark.parametrize("dataparallel", [False, True])
+def test_a_child_named_module_keeps_its_name(tmp_path: Path, dataparallel: bool):
+    """B2/R6: every key of such a module starts with 'module.'; the bundle's model.pt was read through the
+    user-checkpoint loader, which stripped it, so the self-check always failed."""
+    (tmp_path / "net.py").write_text(CHILD_NAMED_MODULE)
+    net = trained(_import_file(tmp_path / "net.py").N())
+    sd = net.state_dict()
+    assert all(k.startswith("module.") for k in sd)
+    torch.save({f"module.{k}": v for k, v in sd.items()} if dataparallel else sd, tmp_path / "ck.pt")
+    cfg = _toml(tmp_path / "net.toml", "net.py:N", GRU_CALL, GRU_INPUTS)
+    code, text = run("export", str(cfg), "-o", str(tmp_path / "x"), "--checkpoint", str(tmp_path / "ck.pt"))
+    assert code == 0, text
+    assert ("stripped the 'module.' prefix" in text) == dataparallel
+    exported = torch.load(tmp_path / "x" / "model.pt", weights_only=True)
+    assert set(exported) == set(sd) and all(torch.equal(exported[k], sd[k]) for k in sd)
+    code, text = run("verify", str(tmp_path / "x"), "--batch", "2", "--seq", "3")
+    assert code == 0, text
+
+
+def test_entries_that_are_not_the_users_module_are_refused_before_running(tmp_path: Path):
+    """R1: a bundle (or config) naming os:system with kwargs { command = ... } ran the shell command."""
+    pwned = tmp_path / "pwned"
+    for entry, fragment in [
+        ("os:system", "'os' is the standard library"),
+        ("subprocess:run", "'subprocess' is the standard library"),
+        ("torch.hub:load", "'load' is a function of an installed library"),  # it downloads and runs code
+    ]:
+        cfg = tmp_path / "g.toml"
+        cfg.write_text(
+            f'[model]\nsource = "python"\nentry = "{entry}"\nkwargs = {{ command = "touch {pwned}" }}\n'
+            '[io]\ncall = "(input) -> output"\n[io.inputs]\ninput = { dims = ["seq", "batch", 3] }\n'
+        )
+        code, text = run("export", str(cfg), "-o", str(tmp_path / "x"))
+        assert code == 2, (entry, text)
+        assert fragment in text, (entry, text)
+        assert not pwned.exists()
+    imported = GOOD + "from os import system\nfrom torch.nn import LSTM\nclass Plain:\n    pass\n"
+    for attr, fragment in [
+        ("system", "'system' is a builtin function"),
+        ("Plain", "'Plain' is a class but not a torch.nn.Module subclass"),
+    ]:
+        text = _entry_error(tmp_path, imported, f"m.py:{attr}", kwargs=f'{{ command = "touch {pwned}" }}')
+        assert fragment in text, text
+        assert not pwned.exists()
+    # A Python function imported from a library: defined elsewhere than the entry's module.
+    text = _entry_error(tmp_path, GOOD + "from shutil import rmtree as build\n", "m.py:build")
+    assert "a function of module 'shutil', imported into" in text
+    # A factory of the user's own file is fine.
+    (tmp_path / "m.py").write_text(GOOD + "def build(hidden=4):\n    return Net(hidden)\n")
+    cfg = _toml(
+        tmp_path / "f.toml", "m.py:build", "(input) -> output", '[io.inputs]\ninput = { dims = ["seq", "batch", 3] }\n'
+    )
+    code, text = run("export", str(cfg), "-o", str(tmp_path / "f"))
+    assert code == 0, text
+
+
+def test_no_import_environment_refuses_every_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """R1: commands other than verify rebuild the torch reference too (profile, package, optimize, compile):
+    SEQDEPLOY_NO_IMPORT makes every one of them refuse to import a user's module."""
+    (tmp_path / "m.py").write_text(GOOD)
+    cfg = _toml(
+        tmp_path / "m.toml", "m.py:Net", "(input) -> output", '[io.inputs]\ninput = { dims = ["seq", "batch", 3] }\n'
+    )
+    assert run("export", str(cfg), "-o", str(tmp_path / "x"))[0] == 0
+    monkeypatch.setenv("SEQDEPLOY_NO_IMPORT", "1")
+    code, text = run("export", str(cfg), "-o", str(tmp_path / "y"))
+    assert code == 2 and "SEQDEPLOY_NO_IMPORT is set: seqdeploy does not import" in text
+    code, text = run("profile", str(tmp_path / "x"), "--shapes", "2x3", "--iters", "1", "--warmup", "0")
+    assert code == 2 and "SEQDEPLOY_NO_IMPORT is set" in text, text
+    code, text = run(
+        "profile",
+        str(tmp_path / "x"),
+        "--backends",
+        "ort-cpu",
+        "--baseline",
+        "ort-cpu",
+        "--shapes",
+        "2x3",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+    )
+    assert code == 0, text  # ONNX Runtime alone imports nothing
+    monkeypatch.setenv("SEQDEPLOY_NO_IMPORT", "0")
+    assert run("verify", str(tmp_path / "x"), "--batch", "2", "--seq", "3")[0] == 0
+
+
+def test_an_edit_to_the_file_defining_the_class_is_noticed(tmp_path: Path):
+    """R2: `mypkg:Net` re-exported from mypkg/__init__.py; the sha256 was of __init__.py, so an edit of the
+    class's own file went unnoticed."""
+    pkg = tmp_path / "src" / "mypkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from mypkg.nets import Net\n")
+    (pkg / "nets.py").write_text(GOOD)
+    cfg = _toml(
+        tmp_path / "m.toml",
+        "mypkg:Net",
+        "(input) -> output",
+        '[io.inputs]\ninput = { dims = ["seq", "batch", 3] }\n',
+        extra='python_path = ["src"]',
+    )
+    code, text = run("export", str(cfg), "-o", str(tmp_path / "x"))
+    assert code == 0, text
+    m = json.loads((tmp_path / "x" / "manifest.json").read_text())
+    assert m["user_module"]["source_file"] == str(pkg / "nets.py")
+    (pkg / "nets.py").write_text(GOOD.replace("[0]", "[0] * 2"))
+    code, text = run("verify", str(tmp_path / "x"), "--batch", "2", "--seq", "3")
+    assert code == 1, text
+    assert f"{pkg / 'nets.py'}: changed since export (sha256 differs)" in text
+
+
+PACKED_NO_TOTAL_LENGTH = """
+import torch
+from torch import nn
+class G(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(3, 4, batch_first=True)
+    def forward(self, x, lengths, h0):
+        p = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, h = self.gru(p, h0)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
+        return out, h
+"""
+
+
+def test_pad_packed_sequence_without_total_length_is_explained(tmp_path: Path):
+    """R3: the tutorial default returns max(lengths) steps; the probe saw a full-length row only and the
+    self-check died in a numpy concatenate."""
+    inputs = '[io.inputs]\ninput = { dims = ["batch", "seq", 3] }\nh0 = { dims = [1, "batch", 4] }\n'
+    (tmp_path / "m.py").write_text(PACKED_NO_TOTAL_LENGTH)
+    cfg = _toml(tmp_path / "m.toml", "m.py:G", "(input, lengths, h0) -> (output, h_n)", inputs)
+    code, text = run("export", str(cfg), "-o", str(tmp_path / "x"))
+    assert code == 2, text
+    assert not (tmp_path / "x").exists()
+    assert "io.call: output 'output' axis 1" in text
+    assert "Pass total_length=x.size(1)" in text and "concatenat" not in text
+    fixed = PACKED_NO_TOTAL_LENGTH.replace(
+        "batch_first=True)\n        return", "batch_first=True, total_length=x.size(1))\n        return"
+    )
+    (tmp_path / "m.py").write_text(fixed)
+    cfg = _toml(tmp_path / "ok.toml", "m.py:G", "(input, lengths, h0) -> (output, h_n)", inputs)
+    code, text = run("export", str(cfg), "-o", str(tmp_path / "ok"))
+    assert code == 0, text
+
+
+def test_expected_files_need_output_and_finite_values(tmp_path: Path, export_tiny: Callable[..., Path]):
+    """R5: a file of states only passed without comparing `output`; NaN in a golden file equalled NaN."""
+    from seqdeploy.backends import make_runner
+    from seqdeploy.feeds import make_feeds
+
+    b = Bundle.load(export_tiny())
+    feeds = make_feeds(b.specs["sequence"], 2, 4, seed=1)
+    with make_runner("torch", b) as r:
+        outs = r.infer(feeds)
+    np.savez(tmp_path / "states.npz", **feeds, h_n=outs["h_n"], c_n=outs["c_n"])
+    code, text = run("verify", str(b.path), "--expected", str(tmp_path / "states.npz"))
+    assert code == 2, text
+    assert "holds no expected 'output' (it has ['c_n', 'h_n'])" in text
+    nan = outs["output"].copy()
+    nan[0, 0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", **feeds, output=nan)
+    code, text = run("verify", str(b.path), "--expected", str(tmp_path / "nan.npz"))
+    assert code == 2, text
+    assert "'output' has 1 NaN/Inf value(s)" in text
+
+
+def test_profile_says_why_a_python_bundle_does_not_stream(tmp_path: Path):
+    """R9: profile explained a user's module without states with 'export.initial_state = false', a key such
+    configs refuse."""
+    (tmp_path / "m.py").write_text(GOOD)
+    cfg = _toml(
+        tmp_path / "m.toml", "m.py:Net", "(input) -> output", '[io.inputs]\ninput = { dims = ["seq", "batch", 3] }\n'
+    )
+    assert run("export", str(cfg), "-o", str(tmp_path / "x"))[0] == 0
+    j = tmp_path / "p.json"
+    args = ("--shapes", "2x3", "--iters", "1", "--warmup", "0", "--streaming", "--json", str(j))
+    code, text = run("profile", str(tmp_path / "x"), *args)
+    assert code == 0, text
+    reasons = [s["reason"] for s in json.loads(j.read_text())["skipped"] if s["mode"] == "streaming"]
+    assert reasons == ["the module has no state pairs ([io] call / [io] state)"]

@@ -362,3 +362,122 @@ def test_pooling_last_is_not_the_tutorials_out_last(tmp_path: Path):
         want, got = _run_sentiment(tut, zoo)
     assert float((want[0] - got[0]).abs().max()) > 1e-2  # logits differ
     assert float((want[1] - got[1]).abs().max()) < 1e-5  # the recurrent part is the same
+
+
+# ------------------------------------------------------------------------ mapping by structure: review fixes (B3)
+
+
+def _cells(*names: str) -> dict[str, torch.Tensor]:
+    sd: dict[str, torch.Tensor] = {}
+    for k, name in enumerate(names):
+        cell = trained(nn.LSTMCell(20, 20), seed=k)
+        sd.update({f"{name}.{key}": v for key, v in cell.state_dict().items()})
+    return sd
+
+
+def _model_cells(prefix: str = "core.cells") -> dict[str, tuple[int, ...]]:
+    sd = _cells(f"{prefix}.0", f"{prefix}.1")
+    return {k: tuple(v.shape) for k, v in sd.items()}
+
+
+@pytest.mark.parametrize(
+    ("names", "why"),
+    [
+        (("top", "bottom"), "top, bottom have the same structure"),  # (A) registered top-first, applied bottom-first
+        (("cell_2", "cell"), "cell_2, cell have the same structure"),  # (B) partly numbered
+        (("cell_2", "cell_1"), "cell_2, cell_1 have the same structure"),  # numbering against the file order
+    ],
+)
+def test_equal_layers_whose_names_do_not_say_the_order_are_refused(names: tuple[str, ...], why: str):
+    """(A) and (B) of the review: paired by file order alone, the layers were swapped and accepted."""
+    from seqdeploy.models.checkpoint import fit_state_dict
+
+    with pytest.raises(CheckpointError) as info:
+        fit_state_dict(Path("c.pt"), _cells(*names), _model_cells())
+    msg = str(info.value)
+    assert f"ambiguous: {why}" in msg and "[checkpoint] map" in msg
+    assert "proposed mapping by structure" in msg
+
+
+def test_a_layer_already_named_as_the_models_stays_where_it_is():
+    """(D) of the review: `core.cells.1` (the model's own name) then `foo`: by file order `core.cells.1` went to
+    cells.0 and `foo` to cells.1 — swapped, accepted, and exported."""
+    from seqdeploy.models.checkpoint import fit_state_dict
+
+    sd = _cells("core.cells.1", "foo")
+    mapped, renames, how = fit_state_dict(Path("c.pt"), sd, _model_cells())
+    assert how == "structure" and renames == {"foo.": "core.cells.0."}
+    assert torch.equal(mapped["core.cells.1.weight_hh"], sd["core.cells.1.weight_hh"])
+    assert torch.equal(mapped["core.cells.0.weight_hh"], sd["foo.weight_hh"])
+
+
+def test_numbered_layers_in_order_still_pair():
+    from seqdeploy.models.checkpoint import fit_state_dict
+
+    sd = _cells("cell_1", "cell_2")
+    mapped, renames, _ = fit_state_dict(Path("c.pt"), sd, _model_cells())
+    assert renames == {"cell_1.": "core.cells.0.", "cell_2.": "core.cells.1."}
+    assert torch.equal(mapped["core.cells.1.bias_ih"], sd["cell_2.bias_ih"])
+
+
+def test_a_model_layer_name_sent_elsewhere_by_shape_is_refused():
+    """`fc` exists in the model with other shapes: pairing the checkpoint's `fc` with another layer of its
+    shape would load it where its name says it does not belong."""
+    from seqdeploy.models.checkpoint import fit_state_dict
+
+    state = {"fc.weight": torch.zeros(3, 4), "out.weight": torch.zeros(5, 4)}
+    own = {"fc.weight": (5, 4), "head.weight": (3, 4)}  # by shape alone: fc -> head, out -> fc
+    with pytest.raises(CheckpointError, match="'fc' is a layer of the model too, with other shapes"):
+        fit_state_dict(Path("c.pt"), state, own)
+
+
+def test_unused_checkpoint_map_entries_are_refused(tmp_path: Path):
+    """R7: an entry matching nothing was accepted and reported as applied."""
+    tut = trained(LSTMNet())
+    torch.save(tut.state_dict(), tmp_path / "c.pt")
+    zoo, _ = build_model(_zoo(cell="lstm", input_size=10, hidden_size=20, head=TAG))
+    key_map = {"lstm.": "core.rnn.", "fc.": "head.", "lstm_typo.": "core.rnn.", "fc.bias_x": "head.bias"}
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(zoo, tmp_path / "c.pt", key_map=key_map)
+    msg = str(info.value)
+    assert "map entries ['lstm_typo.', 'fc.bias_x'] match no tensor" in msg
+    assert "'fc.', 'lstm.'" in msg  # what the checkpoint has
+
+
+# --------------------------------------------------------------------- prefixes and bundle weights (B2 / R6)
+
+
+class _HasModuleChild(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.module = nn.GRU(3, 4)
+
+
+def test_a_prefix_the_model_itself_has_is_not_stripped(tmp_path: Path):
+    net = trained(_HasModuleChild())
+    sd = net.state_dict()
+    torch.save(sd, tmp_path / "plain.pt")
+    torch.save({f"module.{k}": v for k, v in sd.items()}, tmp_path / "dp.pt")
+    for name, stripped in (("plain.pt", None), ("dp.pt", "module.")):
+        fresh = _HasModuleChild()
+        result = load_checkpoint(fresh, tmp_path / name)
+        assert result.stripped_prefix == stripped and result.mapping == {}
+        assert all(torch.equal(fresh.state_dict()[k], v) for k, v in sd.items())
+
+
+def test_bundle_weights_load_exactly(tmp_path: Path):
+    """R6: the bundle's own model.pt is never unwrapped, stripped or mapped."""
+    from seqdeploy.models.checkpoint import load_exported_weights
+
+    net = trained(_HasModuleChild())
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    fresh = _HasModuleChild()
+    load_exported_weights(fresh, tmp_path / "model.pt", "the module")
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in net.state_dict().items())
+    zoo = _zoo_gru()
+    torch.save({f"module.{k}": v for k, v in zoo.state_dict().items()}, tmp_path / "dp.pt")
+    with pytest.raises(CheckpointError, match="the exported weights do not fit the zoo model"):
+        load_exported_weights(_zoo_gru(), tmp_path / "dp.pt", "the zoo model")
+    torch.save({"model_state_dict": zoo.state_dict()}, tmp_path / "wrapped.pt")
+    with pytest.raises(CheckpointError, match="expected the state_dict seqdeploy exported"):
+        load_exported_weights(_zoo_gru(), tmp_path / "wrapped.pt", "the zoo model")

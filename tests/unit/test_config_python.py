@@ -12,7 +12,7 @@ import pytest
 
 from seqdeploy.config import parse_call, resolve_entry
 from seqdeploy.config_io import config_from_dict, config_to_dict, load_config
-from seqdeploy.errors import ConfigError, InputError
+from seqdeploy.errors import ConfigError
 from seqdeploy.spec import TensorSpec, io_inputs, spec_from_config, spec_from_io
 from tests.conftest import tiny_raw
 
@@ -87,8 +87,16 @@ def test_spec_from_config_refuses_python_and_spec_from_io_pairs_states():
     spec = spec_from_io(cfg, outs)
     assert [(p.input, p.output) for p in spec.state] == [("h0", "h_n"), ("c0", "c_n")]
     bad = (outs[0], TensorSpec("h_n", "float32", (1, "batch", 20)), outs[2])
-    with pytest.raises(InputError, match=r"state pair h0 -> h_n: the module returns h_n: float32 \(1, batch, 20\)"):
+    # A config mistake (exit 2) naming its key, like every other: io.call for pairs by name...
+    with pytest.raises(
+        ConfigError, match=r"^io.call: state pair h0 -> h_n: the module returns h_n: float32 \(1, batch, 20\)"
+    ):
         spec_from_io(cfg, bad)
+    # ... io.state.NAME for a declared pair.
+    raw = _raw()
+    raw["io"]["state"] = {"h0": "h_n", "c0": "c_n"}
+    with pytest.raises(ConfigError, match=r"^io.state.h0: state pair h0 -> h_n"):
+        spec_from_io(config_from_dict(raw), bad)
 
 
 @pytest.mark.parametrize(

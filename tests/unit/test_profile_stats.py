@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from seqdeploy.profile.flops import recurrent_flops, recurrent_flops_per_token
+from seqdeploy.profile.flops import recurrent_flops_per_token, stack_flops_per_token
 from seqdeploy.profile.report import ProfileCase, ProfileReport, render_markdown, render_table
 from seqdeploy.profile.timing import LatencyStats, throughput
 from tests.conftest import tiny_config
@@ -43,7 +43,7 @@ def test_lstm_flops_match_the_reference_model() -> None:
     per_token = 2 * (2 * 4 * 256 * (128 + 256)) + 2 * (2 * 4 * 256 * (512 + 256))
     assert per_token == 4_718_592
     assert recurrent_flops_per_token(cfg.model) == per_token
-    assert recurrent_flops(cfg.model, 32, 128) == per_token * 32 * 128
+    assert stack_flops_per_token("lstm", 128, (256, 256), 2) == per_token  # the helper user modules use too
 
 
 @pytest.mark.parametrize(("cell", "gates"), [("gru", 3), ("rnn_tanh", 1), ("rnn_relu", 1), ("lstm", 4)])

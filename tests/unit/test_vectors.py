@@ -489,3 +489,64 @@ def test_unused_vectors_are_still_checked(tmp_path: Path):
     (tmp_path / "blank.txt").write_text("a\n\nb\n")
     with pytest.raises(VectorsError, match="blank line"):
         check_unused_vectors(_emb_config(tmp_path, vectors=vectors.name, vocab="blank.txt"))
+
+
+def _vocab_only(tmp_path: Path, vocab: str | None) -> Path:
+    (tmp_path / "z.toml").write_text(
+        '[model]\ncell = "gru"\nhidden_size = 4\n[model.embedding]\nvocab_size = 5\ndim = 3\n'
+        + (f'vocab = "{vocab}"\n' if vocab else "")
+    )
+    return tmp_path / "z.toml"
+
+
+def test_a_vocab_without_vectors_is_checked_and_recorded(tmp_path: Path):
+    """B4: `vocab` alone was never read — a path that does not exist exported with exit 0."""
+    from seqdeploy.models.build import build_model, check_unused_vectors
+
+    cfg = load_config(_vocab_only(tmp_path, "does-not-exist.txt"))
+    with pytest.raises(VectorsError, match=r"does-not-exist\.txt: vocabulary file not found"):
+        build_model(cfg)
+    with pytest.raises(VectorsError, match=r"does-not-exist\.txt: vocabulary file not found"):
+        check_unused_vectors(cfg)  # the --checkpoint path checks it too
+    assert build_model(cfg, load_vectors=False)[1] is None  # rebuilding a bundle never needs it
+    (tmp_path / "v.txt").write_text("a\nb\nc\nd\n")
+    with pytest.raises(VectorsError, match=r"has 4 tokens but model\.embedding\.vocab_size = 5"):
+        build_model(load_config(_vocab_only(tmp_path, "v.txt")))
+    (tmp_path / "v.txt").write_text("a\nb\n\nd\ne\n")
+    with pytest.raises(VectorsError, match=r"v.txt:3: blank line"):
+        build_model(load_config(_vocab_only(tmp_path, "v.txt")))
+    (tmp_path / "v.txt").write_text("a\nb\nc\nd\ne\n")
+    cfg = load_config(_vocab_only(tmp_path, "v.txt"))
+    _, report = build_model(cfg)
+    assert report is not None and report.warnings == ()
+    record = report.to_dict()
+    assert record["used"] is False and record["vocab"] == str(tmp_path / "v.txt") and record["vocab_tokens"] == 5
+    assert check_unused_vectors(cfg) == record
+    assert build_model(load_config(_vocab_only(tmp_path, None)))[1] is None
+
+
+def test_the_vectors_record_names_its_vocabulary():
+    from seqdeploy.models.build import build_model
+
+    cfg = load_config(CONFIGS / "gru_glove_classifier.toml")
+    _, report = build_model(cfg)
+    assert report is not None and report.to_dict()["vocab"] == str(CONFIGS / "data" / "tiny-vocab.txt")
+
+
+@pytest.mark.parametrize("what", ["vectors", "vocab"])
+def test_one_wording_for_files_that_cannot_be_read(tmp_path: Path, what: str):
+    """C2: the missing-file / directory wording is shared by the vocabulary, the sniffer and the reader."""
+    from seqdeploy.models.vectors import sniff_vectors_format
+
+    (tmp_path / "d").mkdir()
+    calls = (
+        [lambda p: sniff_vectors_format(p), lambda p: vectors_for_vocab(p, ["a"], 3, fmt="glove")]
+        if what == "vectors"
+        else [load_vocab]
+    )
+    label = "vectors" if what == "vectors" else "vocabulary"
+    for call in calls:
+        with pytest.raises(VectorsError, match=f"nope: {label} file not found"):
+            call(tmp_path / "nope")
+        with pytest.raises(VectorsError, match=f"d: is a directory; expected a {label} file"):
+            call(tmp_path / "d")
