@@ -16,10 +16,12 @@ Triton's source (core ``model_config_utils.cc``, ``sequence_batch_scheduler.cc``
 * states: both names exist with the state's dtype and dims, one zero ``initial_state`` of fixed dims equal
   to the state's, and the state-name rule of server#8586 (sorting the input names and the output names must
   pair them exactly as configured);
-* warmup: every model input is covered (controls and implicit states included: warmup requests bypass the
-  sequence batcher, so nothing else supplies them), dims fully specified and matching, data files present
-  and large enough, ``lengths`` inside ``[1, T]`` and token ids inside the vocabulary (a warmup that fails
-  keeps the model from ever becoming READY).
+* warmup: a model with implicit state has **none** (Triton's warmup requests skip the scheduler, so only
+  ``sequence_batch_scheduler.cc`` would set their sequence state; without it the ONNX Runtime backend's
+  ``TRITONBACKEND_StateNew`` fails with "unable to add state ... State configuration is missing", warmup
+  fails and the model never loads). Every other model has one that covers every model input, with dims
+  fully specified and matching, data files present and large enough, ``lengths`` inside ``[1, T]`` and
+  token ids inside the vocabulary (a warmup that fails keeps the model from ever becoming READY).
 """
 
 from __future__ import annotations
@@ -194,9 +196,7 @@ def _warmup(spec: IOSpec, samples: Sequence[WarmupSample]) -> list[Any]:
             if t.name == "lengths":
                 entry["input_data_file"] = _lengths_file(s.seq)
             else:
-                # ids 0 (in every vocabulary), zero features, zero states, START = 0. States and START are
-                # given too: warmup requests bypass the sequence batcher (core backend_model_instance.cc),
-                # so nothing else would supply them and ONNX Runtime would refuse the run.
+                # ids 0 (in every vocabulary), zero features, zero states.
                 entry["zero_data"] = True
             inputs[t.name] = entry
         out.append({"name": s.name, "batch_size": s.batch_size, "count": 1, "inputs": inputs})
@@ -241,12 +241,17 @@ def stream_config(
     *,
     start: str,
     max_batch: int,
-    samples: Sequence[WarmupSample],
 ) -> dict[str, Any]:
     """The config of a streaming model for the ``sequence_batching`` scheduler with implicit state.
 
     ``input[]`` lists the data inputs, ``output[]`` every output (states too, so a client can read them);
     the START control and the state inputs are graph inputs that Triton fills itself.
+
+    No ``model_warmup``: Triton's warmup requests skip the sequence batcher (core
+    ``backend_model_instance.cc`` ``GenerateWarmupData``; only ``sequence_batch_scheduler.cc`` calls
+    ``SetSequenceStates``), so they carry no sequence state and the ONNX Runtime backend's
+    ``TRITONBACKEND_StateNew`` refuses them ("State configuration is missing"): the warmup would fail and
+    the model would never load. The first request of the first sequence pays the session's start-up instead.
     """
     state_inputs = {p.input for p in spec.state}
     data_inputs = [t for t in spec.inputs if t.name not in state_inputs and t.name != start]
@@ -284,7 +289,6 @@ def stream_config(
             ],
             "state": states,
         },
-        "model_warmup": _warmup(spec, samples),
     }
 
 
@@ -550,6 +554,14 @@ def _check_state(c: _Ctx, where: str, st: Any, io: GraphIO, cfg_inputs: Mapping[
 
 
 def _check_warmup(c: _Ctx, where: str, cfg: Any, io: GraphIO, spec: IOSpec, model_dir: Path) -> None:
+    if cfg.sequence_batching.state:
+        if cfg.model_warmup:
+            c.add(
+                f"{where}: model_warmup on a model with implicit state: Triton's warmup requests skip the sequence "
+                "batcher and carry no sequence state, so the ONNX Runtime backend refuses them ('State "
+                "configuration is missing'), the warmup fails and the model never loads; remove model_warmup"
+            )
+        return
     if not cfg.model_warmup:
         c.add(f"{where}: no model_warmup: first requests would pay the session's start-up cost")
         return
@@ -562,7 +574,7 @@ def _check_warmup(c: _Ctx, where: str, cfg: Any, io: GraphIO, spec: IOSpec, mode
             c.add(f"{label}: batch_size {w.batch_size} must be in [1, max_batch_size]")
         missing = sorted(set(io.inputs) - set(w.inputs))
         if missing:
-            c.add(f"{label}: does not cover the graph inputs {missing} (controls and states included)")
+            c.add(f"{label}: does not cover the graph inputs {missing} (warmup must give every model input)")
         seq = None
         for key, inp in w.inputs.items():
             if key not in io.inputs:
@@ -580,7 +592,7 @@ def _check_warmup(c: _Ctx, where: str, cfg: Any, io: GraphIO, spec: IOSpec, mode
                 c.add(f"{label}: input '{key}' dims {dims} do not fit the graph's {list(gdims)}")
             if key == "input" and spec.has("input") and spec.tensor("input").seq_axis == 1 and dims:
                 seq = dims[0]
-            _check_warmup_data(c, label, key, inp, dims, dtype, spec, model_dir, w)
+            _check_warmup_data(c, label, key, inp, dims, dtype, spec, model_dir)
         if spec.has("lengths") and "lengths" in w.inputs and seq is not None:
             values = _warmup_values(w.inputs["lengths"], model_dir, "TYPE_INT64")
             if values is not None and (values.size == 0 or values.min() < 1 or values.max() > seq):
@@ -601,7 +613,7 @@ def _warmup_values(inp: Any, model_dir: Path, dtype: str) -> np.ndarray | None:
 
 
 def _check_warmup_data(
-    c: _Ctx, label: str, key: str, inp: Any, dims: list[int], dtype: str, spec: IOSpec, model_dir: Path, w: Any
+    c: _Ctx, label: str, key: str, inp: Any, dims: list[int], dtype: str, spec: IOSpec, model_dir: Path
 ) -> None:
     which = inp.WhichOneof("input_data_type")
     if which is None:
@@ -623,7 +635,6 @@ def _check_warmup_data(
         lo, hi = t.value_range
         if values is not None and isinstance(hi, int) and (values.min() < lo or values.max() > hi):
             c.add(f"{label}: input '{key}' warmup values must lie in [{lo}, {hi}]")
-    del w
 
 
 def batch_first(spec: IOSpec) -> bool:
