@@ -42,6 +42,7 @@ from seqdeploy.serve._metrics import Metrics
 from seqdeploy.serve._model import ServedModel
 from seqdeploy.serve._protocol import (
     HEADER_LENGTH,
+    InferRequest,
     ServeError,
     compress_body,
     decode_body,
@@ -302,9 +303,13 @@ async def _infer(request: Request, model: ServedModel, sched: Scheduler, limit: 
     raw = await _read_body(request, limit)
     body = decode_body(raw, request.headers.get("content-encoding"), limit)
     header_length = _header_length(request)
-    req = parse_infer_request(body, header_length, model.name)
     if header_length == 0:
+        # Raw binary request: no JSON header at all, the body is the model's single input and every output
+        # comes back binary (Triton's HandleRawBinaryRequest).
+        req = InferRequest(binary_output=True)
         model.raw_input(req, body)
+    else:
+        req = parse_infer_request(body, header_length, model.name)
     prepared = model.prepare(req)
     job_args: dict[str, Any] = {}
     if isinstance(sched, SequenceScheduler):

@@ -330,6 +330,9 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server: Server, clien
     assert status == 400 and "expected a JSON object" in msg
     status, msg = post(b'{"inputs": [{"name": "input", "datatype": "INT64", "shape": [1, 2]}]}')
     assert status == 400 and "Input must set only one of the following fields" in msg
+    # A raw binary body (Inference-Header-Content-Length: 0) names no input: only a one-input model takes it.
+    status, msg = post(ids.tobytes(), {"Inference-Header-Content-Length": "0"})
+    assert status == 400 and "Raw request must only have 1 input" in msg and "3 inputs" in msg
 
     cases: list[tuple[list[Any], str]] = [
         (
@@ -540,6 +543,24 @@ def test_model_without_lengths_merges_equal_t_only(
 
         with ThreadPoolExecutor(8) as pool:
             assert max(pool.map(worker, range(8), timeout=300)) <= ATOL
+
+        # A raw binary request (Inference-Header-Content-Length: 0): the body is the single input, its shape
+        # [1, T, 5] deduced from the config, every output binary.
+        x = np.random.default_rng(5).standard_normal((1, 4, 5)).astype(np.float32)
+        status, body, headers = s.request(
+            "POST", "/v2/models/nostate/infer", x.tobytes(), {"Inference-Header-Content-Length": "0"}
+        )
+        assert status == 200, body
+        size = int(headers["inference-header-content-length"])
+        doc = json.loads(body[:size])
+        want = ref.predict(x)
+        offset = size
+        for out in doc["outputs"]:
+            n = out["parameters"]["binary_data_size"]
+            got = np.frombuffer(body[offset : offset + n], dtype=np.float32).reshape(out["shape"])
+            offset += n
+            np.testing.assert_array_equal(got, want[out["name"]])
+        assert offset == len(body) and {o["name"] for o in doc["outputs"]} == set(want)
 
 
 def test_serving_imports_no_torch(pkg: Path, tmp_path: Path) -> None:
