@@ -176,6 +176,7 @@ def _check(report: PackageCheck, root: Path, *, staging: bool) -> None:
                 max_batch=entry.max_batch_size,
                 start=entry.start,
                 cpu_only=entry.precision == "int8",
+                merge=entry.merges_requests,
             ),
         )
         report.add(f"{name} signature (manifest vs graph)", _signature_problems(entry, io))

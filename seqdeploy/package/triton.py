@@ -218,16 +218,21 @@ def stateless_config(
     max_batch: int,
     samples: Sequence[WarmupSample],
     cpu_only: bool = False,
+    merge: bool = True,
 ) -> dict[str, Any]:
-    """The config of a stateless batch-first model served with ``dynamic_batching``."""
+    """The config of a stateless batch-first model served with ``dynamic_batching`` (``merge``), or with
+    Triton's default scheduler, which runs every request alone (``merge=False``: int8, whose answers depend
+    on the rows they run with; :func:`seqdeploy.package.manifest.merges_requests`).
+    """
     cfg: dict[str, Any] = {
         "name": name,
         "platform": ONNX_PLATFORM,
         "max_batch_size": max_batch,
         "input": [_io(t) for t in spec.inputs],
         "output": [_io(t) for t in spec.outputs],
-        "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US},
     }
+    if merge:
+        cfg["dynamic_batching"] = {"max_queue_delay_microseconds": QUEUE_DELAY_US}
     if cpu_only:
         # ONNX Runtime's int8 recurrent ops have no CUDA kernel (pitfalls #22): run the instances on the CPU.
         cfg["instance_group"] = [{"count": 1, "kind": Enum("KIND_CPU")}]
@@ -377,6 +382,7 @@ def check_model_config(
     max_batch: int,
     start: str | None,
     cpu_only: bool = False,
+    merge: bool = True,
 ) -> list[str]:
     """Every problem of ``MODEL/config.pbtxt`` against Triton's schema, its graph and the package manifest.
 
@@ -388,6 +394,8 @@ def check_model_config(
         max_batch: The manifest's ``max_batch_size``.
         start: The manifest's START control name (stream models).
         cpu_only: The model must run on CPU instances (int8).
+        merge: Requests may share an execution (``dynamic_batching``); ``False`` for int8, whose config must
+            have no scheduler at all (Triton's default runs each request alone).
 
     Returns:
         Problems, each naming the field and what was expected; empty when the config is sound.
@@ -419,8 +427,14 @@ def check_model_config(
     if cfg.max_batch_size < 1:
         c.add(f"{where}: max_batch_size must be >= 1: the graphs are batch-first and meant to be batched")
     scheduling = cfg.WhichOneof("scheduling_choice")
-    want = "dynamic_batching" if kind == "stateless" else "sequence_batching"
-    if scheduling != want:
+    want = ("dynamic_batching" if merge else None) if kind == "stateless" else "sequence_batching"
+    if scheduling != want and not merge:
+        c.add(
+            f"{where}: scheduler is {scheduling!r}, but requests to this model must never be merged: its dynamic "
+            "int8 quantization computes one scale over the whole batch, so a request's answer would depend on its "
+            "batch companions; remove the scheduler (Triton's default runs each request alone)"
+        )
+    elif scheduling != want:
         c.add(f"{where}: scheduler is {scheduling!r}, a {kind} model needs '{want}'")
     for size in cfg.dynamic_batching.preferred_batch_size:
         if not 0 < size <= cfg.max_batch_size:

@@ -21,7 +21,7 @@ from seqdeploy._atomic import reading
 from seqdeploy._lazy import require
 from seqdeploy.errors import BackendUnavailable, InputError, IntegrityError, UsageError
 from seqdeploy.feeds import check_feeds
-from seqdeploy.package.manifest import ModelEntry, PackageManifest, read_manifest, verify_files
+from seqdeploy.package.manifest import ModelEntry, PackageManifest, merges_requests, read_manifest, verify_files
 from seqdeploy.runtime._archive import extract, is_archive
 from seqdeploy.runtime._text import Tokenizer, parse_vocab
 from seqdeploy.spec import BATCH, SEQ, IOSpec, StatePair, TensorSpec
@@ -272,7 +272,8 @@ class Predictor:
 
         Rows are padded and batched together when the model has a ``lengths`` input, else grouped by
         length (padding without ``lengths`` would change the result); batches never exceed
-        ``max_batch_size``. Sequence outputs are padded to the longest row (zeros past each row's length).
+        ``max_batch_size``. An int8 model runs each row alone: its dynamic quantization computes one scale
+        per execution, so a row's answer would depend on the rows it ran with. Sequence outputs are padded to the longest row (zeros past each row's length).
 
         Returns:
             ``{output names: arrays, "lengths": [B] int64, "ids": [B, T] int64}`` plus, for classifiers,
@@ -330,7 +331,10 @@ class Predictor:
                     + ("; shorten it or use stream() to feed it in chunks" if n > hi else "")
                 )
         order = np.arange(len(rows))
-        if self._has_lengths:
+        if not merges_requests(sig.precision):
+            # int8: one dynamic quantization scale per execution, so a row's answer would depend on the others.
+            groups = [order[i : i + 1] for i in range(len(rows))]
+        elif self._has_lengths:
             groups = [order[i : i + sig.max_batch_size] for i in range(0, len(rows), sig.max_batch_size)]
         else:
             groups = []

@@ -158,7 +158,9 @@ def load_models(
         model.warmup()
         hook = metrics.execution if metrics is not None else None
         common: dict[str, Any] = {
-            "batching": options.batching and settings.scheduler != "none",
+            # int8: never merged, whatever an (older) config says: the batch's dynamic quantization scale would
+            # make a reply depend on its batch companions (package.manifest.merges_requests).
+            "batching": options.batching and settings.scheduler != "none" and entry.merges_requests,
             "instances": options.instances,
             "max_queue": settings.max_queue_size or options.max_queue,
             "on_execution": hook,

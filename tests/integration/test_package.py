@@ -89,6 +89,10 @@ def test_layout_is_a_triton_repository(pkg: Callable[[str], tuple[Path, Path]]) 
     assert warmup_inputs == {"input", "lengths", "h0", "c0"}
     int8 = _config(out / "lstm_text_int8" / "config.pbtxt")
     assert [g.kind for g in int8.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+    # int8 answers depend on their batch companions (one dynamic quantization scale per execution): no
+    # dynamic_batching, so Triton runs every request alone.
+    assert int8.WhichOneof("scheduling_choice") is None
+    assert read_manifest(out).models["lstm_text_int8"].raw["scheduler"] == "none"
 
 
 def test_stream_config_implicit_state_and_start(pkg: Callable[[str], tuple[Path, Path]]) -> None:

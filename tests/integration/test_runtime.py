@@ -258,6 +258,17 @@ def test_text_rules_and_labels(pkg: Callable[[str], Path]) -> None:
     np.testing.assert_allclose(r["output"][:1], direct["output"], atol=1e-6)
 
 
+def test_int8_rows_run_alone(pkg: Callable[[str], Path]) -> None:
+    """int8's dynamic quantization uses one scale per execution: each text's answer must be its own run's."""
+    p8 = load(pkg("lstm_text"), model="lstm_text_int8")
+    texts = ["the film was good !", "bad", "not a great movie , the plot was fine ."]
+    r = p8.predict_text(texts)
+    for i, text in enumerate(texts):
+        alone = p8.predict_text([text])
+        np.testing.assert_array_equal(r["output"][i], alone["output"][0], err_msg=text)
+        assert r["labels"][i] == alone["labels"][0]
+
+
 def test_every_tampered_file_is_refused_by_name(pkg: Callable[[str], Path], tmp_path: Path) -> None:
     src = pkg("lstm_text")
     names = [*sorted(read_manifest(src).files), "seqdeploy.json"]

@@ -563,6 +563,51 @@ def test_model_without_lengths_merges_equal_t_only(
         assert offset == len(body) and {o["name"] for o in doc["outputs"]} == set(want)
 
 
+def test_int8_requests_are_never_merged(
+    tmp_path_factory: pytest.TempPathFactory, export_tiny: Callable[..., Path]
+) -> None:
+    """int8 graphs quantize with one scale per execution (padding rows included): a merged request's answer
+    would depend on its batch companions. Queued before the workers start, the requests must still run alone."""
+    from seqdeploy.serve import ServeOptions, load_models
+    from seqdeploy.serve._metrics import Metrics
+    from seqdeploy.serve._protocol import InferRequest, RequestTensor
+    from seqdeploy.serve._scheduler import Job, Outcome
+
+    _, out = package_for("lstm_text", tmp_path_factory, export_tiny)
+    name = "lstm_text_int8"
+    metrics = Metrics([(name, "1")])
+    model, sched = load_models(out, ServeOptions(out, models=(name,), queue_delay_us=200_000), metrics)[name]
+    rng = np.random.default_rng(3)
+    sent: list[tuple[np.ndarray, np.ndarray, list[Outcome]]] = []
+    for t in (6, 2, 4, 5):
+        ids = rng.integers(0, 16, size=(1, t)).astype(np.int64)
+        lengths = np.array([[t]], dtype=np.int64)
+        zeros = np.zeros((1, 2, 4), np.float32)
+        req = InferRequest(
+            inputs=[
+                RequestTensor("input", "INT64", ids.shape, ids),
+                RequestTensor("lengths", "INT64", (1, 1), lengths),
+                RequestTensor("h0", "FP32", zeros.shape, zeros),
+                RequestTensor("c0", "FP32", zeros.shape, zeros),
+            ]
+        )
+        box: list[Outcome] = []
+        sched.submit(Job(model.prepare(req), box.append))
+        sent.append((ids, lengths, box))
+    sched.start()
+    try:
+        wait_until(lambda: all(box for *_, box in sent), 60, "int8 outcomes")
+        for ids, lengths, box in sent:
+            outputs = box[0].outputs
+            assert outputs is not None, box[0].error
+            alone = model.predictor.predict(ids, lengths=lengths.reshape(-1))
+            for n, arr in alone.items():
+                np.testing.assert_array_equal(outputs[n], arr, err_msg=n)
+        assert metrics.value("nv_inference_exec_count", name) == len(sent)
+    finally:
+        sched.stop(10)
+
+
 def test_serving_imports_no_torch(pkg: Path, tmp_path: Path) -> None:
     """The whole server (CLI, load, schedulers, HTTP) with torch and onnx blocked; SIGTERM -> exit 0."""
     code = """

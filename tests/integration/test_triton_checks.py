@@ -31,6 +31,7 @@ def _problems(pkg: Path, model: str) -> list[str]:
         max_batch=e.max_batch_size,
         start=e.start,
         cpu_only=e.precision == "int8",
+        merge=e.merges_requests,
     )
 
 
@@ -59,6 +60,7 @@ STREAM = "lstm_text_stream"
             "TYPE_INT32 in the config but TYPE_INT64",
         ),
         (STATELESS, "dynamic_batching {", "sequence_batching { }\ndynamic_batching {", "does not parse"),
+        ("lstm_text_int8", "instance_group {", "dynamic_batching { }\ninstance_group {", "must never be merged"),
         (
             STATELESS,
             "  max_queue_delay_microseconds: 100\n}",
