@@ -81,6 +81,7 @@ class PackageOptions:
         profile: A ``seqdeploy profile --json`` report of the bundle, summarised in the manifest and card.
         threads: ONNX Runtime / torch threads for the proof.
         seed: Seed of the proof's random feeds.
+        max_memory_gb: Memory limit of the proof's largest case (default: :mod:`seqdeploy.budget`'s).
     """
 
     name: str | None = None
@@ -93,6 +94,7 @@ class PackageOptions:
     profile: Path | None = None
     threads: int | None = None
     seed: int = 0
+    max_memory_gb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -369,10 +371,41 @@ def _stream_output_mode(bundle: Bundle) -> str | None:
     return "last" if bundle.config.model.head.pooling in ("last", "output_last") else None
 
 
+def _check_budget(bundle: Bundle, max_batch: int, max_memory_gb: float | None) -> None:
+    """Refuse a proof whose largest case cannot fit, before a graph is built (``--max-memory-gb``).
+
+    The proof holds the feeds and reference outputs of every stateless case at once (``_reference_cases``),
+    plus one case's packaged-graph outputs and comparisons; the stream proof runs the reference on each
+    whole sequence at batch 1.
+    """
+    from seqdeploy.budget import check_sweep_budget
+    from seqdeploy.package.prove import stateless_cases, stream_plan
+
+    cfg = bundle.config
+    batches, seqs = stateless_cases(max_batch, cfg.shapes.seq)
+    shapes = [(b, s) for b in batches for s in seqs]
+    if bundle.streamable:
+        shapes.append((1, max(stream_plan(max_batch, (cfg.shapes.seq[0], cfg.shapes.seq[2])).lengths)))
+    check_sweep_budget(
+        bundle.specs["sequence"],
+        shapes,
+        None if bundle.is_python else cfg.model,
+        sum(int(e["bytes"]) for e in bundle.manifest["files"].values()),
+        copies=6 + 2 * len(shapes),
+        what=f"the package proof (--max-batch {max_batch}, [shapes] seq max {cfg.shapes.seq[2]})",
+        max_memory_gb=max_memory_gb,
+    )
+
+
 def _prove(
-    bundle: Bundle, graphs: list[_Graph], stage: Path, max_batch: int, opts: PackageOptions, progress: Progress | None
+    bundle: Bundle,
+    ref: Any,
+    graphs: list[_Graph],
+    stage: Path,
+    max_batch: int,
+    opts: PackageOptions,
+    progress: Progress | None,
 ) -> tuple[ParityReport, dict[str, dict[str, Any]]]:
-    from seqdeploy.backends import make_runner
     from seqdeploy.package.prove import prove_stateless, prove_stream, stream_plan
 
     spec = bundle.specs["sequence"]
@@ -380,43 +413,42 @@ def _prove(
     report = ParityReport(reference="torch", backends=[g.name for g in graphs], seed=opts.seed)
     summaries: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
-    with make_runner("torch", bundle, "sequence", threads=opts.threads) as ref:
-        cases, batches, seqs = _reference_cases(bundle, ref, max_batch, opts.seed)
-        for k, g in enumerate(graphs):
-            tol = DEFAULT_TOLERANCES[g.precision]
-            before = len(report.cases)
-            path = stage / g.file
-            if g.kind == "stream":
-                assert g.start is not None
-                plan = stream_plan(max_batch, (lo, hi))
-                prove_stream(
-                    report, g.name, path, g.spec, g.start, ref, spec, plan, tol,
-                    compare_output=_stream_output_mode(bundle), seed=opts.seed, threads=opts.threads,
-                )  # fmt: skip
-                shapes = {
-                    "rows_per_request": plan.rows,
-                    "sequence_lengths": list(plan.lengths),
-                    "chunks": list(plan.chunks),
-                }
-            else:
-                prove_stateless(report, g.name, path, g.spec, spec, cases, tol, threads=opts.threads)
-                shapes = {"batches": batches, "seqs": seqs}
-            mine = report.cases[before:]
-            summaries[g.name] = {
-                "passed": bool(mine) and all(c.passed for c in mine),
-                "reference": "torch (the bundle's PyTorch runner, fp32)",
-                "backend": "onnxruntime CPUExecutionProvider",
-                "mode": "stream" if g.kind == "stream" else "batch-first",
-                "comparisons": len(mine),
-                "max_abs": {
-                    n: max((c.tensors[n].max_abs for c in mine if n in c.tensors), default=0.0)
-                    for n in dict.fromkeys(n for c in mine for n in c.tensors)
-                },
-                "tolerance": {"atol": tol.atol, "rtol": tol.rtol},
-                **shapes,
+    cases, batches, seqs = _reference_cases(bundle, ref, max_batch, opts.seed)
+    for k, g in enumerate(graphs):
+        tol = DEFAULT_TOLERANCES[g.precision]
+        before = len(report.cases)
+        path = stage / g.file
+        if g.kind == "stream":
+            assert g.start is not None
+            plan = stream_plan(max_batch, (lo, hi))
+            prove_stream(
+                report, g.name, path, g.spec, g.start, ref, spec, plan, tol,
+                compare_output=_stream_output_mode(bundle), seed=opts.seed, threads=opts.threads,
+            )  # fmt: skip
+            shapes = {
+                "rows_per_request": plan.rows,
+                "sequence_lengths": list(plan.lengths),
+                "chunks": list(plan.chunks),
             }
-            if progress is not None:
-                progress(k + 1, len(graphs))
+        else:
+            prove_stateless(report, g.name, path, g.spec, spec, cases, tol, threads=opts.threads)
+            shapes = {"batches": batches, "seqs": seqs}
+        mine = report.cases[before:]
+        summaries[g.name] = {
+            "passed": bool(mine) and all(c.passed for c in mine),
+            "reference": "torch (the bundle's PyTorch runner, fp32)",
+            "backend": "onnxruntime CPUExecutionProvider",
+            "mode": "stream" if g.kind == "stream" else "batch-first",
+            "comparisons": len(mine),
+            "max_abs": {
+                n: max((c.tensors[n].max_abs for c in mine if n in c.tensors), default=0.0)
+                for n in dict.fromkeys(n for c in mine for n in c.tensors)
+            },
+            "tolerance": {"atol": tol.atol, "rtol": tol.rtol},
+            **shapes,
+        }
+        if progress is not None:
+            progress(k + 1, len(graphs))
     report.duration_s = time.perf_counter() - t0
     return report, summaries
 
@@ -542,6 +574,7 @@ def write_package(
     if max_batch < 1:
         raise UsageError(f"--max-batch must be >= 1, got {max_batch}")
     variants = _variants(opts.variants)
+    _check_budget(bundle, max_batch, opts.max_memory_gb)
     vocab_path, text_reason = _vocab_file(bundle, opts.vocab)
     text, vocab_bytes = _text_spec(bundle, vocab_path, opts.unk_token) if vocab_path is not None else (None, b"")
     latency = _latency(opts.profile)
@@ -563,16 +596,22 @@ def write_package(
         tar_tmp = stack.enter_context(staged_file(archive)) if archive is not None else None
         stage = stack.enter_context(staged_dir(out, force=opts.force, kind=PACKAGE_MANIFEST))
         try:
-            # Under the bundle's read lock, and only if it is still the bundle whose hashes were checked:
-            # the graphs are read and the reference loaded from exactly what Bundle.load verified.
-            with bundle.snapshot():
-                source_manifest_sha = sha256(bundle.path / MANIFEST)
-                graphs, stream_reason = _build_graphs(bundle, name, variants)
+            from seqdeploy.backends import make_runner
+
+            with contextlib.ExitStack() as runners:
+                # Under the bundle's read lock, and only if it is still the bundle whose hashes were checked:
+                # the graphs are read and the reference loaded from exactly what Bundle.load verified. The
+                # lock is held only for that: the proof runs on what is in memory, so an 'export --force',
+                # 'optimize' or 'compile' of the bundle meanwhile commits at once instead of waiting on us.
+                with bundle.snapshot():
+                    source_manifest_sha = sha256(bundle.path / MANIFEST)
+                    graphs, stream_reason = _build_graphs(bundle, name, variants)
+                    ref = runners.enter_context(make_runner("torch", bundle, "sequence", threads=opts.threads))
                 for g in graphs:
                     _check_onnx(g)
                     (stage / g.name / "1").mkdir(parents=True)
                     (stage / g.file).write_bytes(g.model.SerializeToString())
-                report, parity = _prove(bundle, graphs, stage, max_batch, opts, progress)
+                report, parity = _prove(bundle, ref, graphs, stage, max_batch, opts, progress)
         except KeyboardInterrupt:
             raise Interrupted(
                 "interrupted while building and proving the packaged graphs; nothing was written"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -287,6 +288,38 @@ def test_force_and_refusals(pkg: Callable[[str], tuple[Path, Path]], tmp_path: P
     with pytest.raises(UsageError, match="float features"):
         write_package(bundle_dir, tmp_path / "y", PackageOptions(vocab=tmp_path / "v.txt"))
     assert not (tmp_path / "y").exists()
+
+
+def test_proof_outside_the_bundle_lock_and_memory_budget(
+    pkg: Callable[[str], tuple[Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import seqdeploy._atomic as atomic
+    from seqdeploy._atomic import bundle_transaction
+    from seqdeploy.errors import ResourceLimitError
+
+    bundle_dir, _ = pkg("gru_tagger")
+    with pytest.raises(ResourceLimitError, match=r"the package proof \(--max-batch 6, \[shapes\] seq max 24\)"):
+        write_package(bundle_dir, tmp_path / "small", PackageOptions(max_memory_gb=1e-6))
+    r = CliRunner().invoke(
+        cli, ["package", str(bundle_dir), "-o", str(tmp_path / "small"), "--max-memory-gb", "0.000001"]
+    )
+    assert r.exit_code == 2 and "--max-memory-gb" in r.output, r.output
+    assert not (tmp_path / "small").exists()
+
+    # A writer of the bundle (export --force, optimize, compile all commit like this) must not wait for the
+    # proof: the bundle's read lock is held only while the graphs are read and the reference is loaded.
+    monkeypatch.setattr(atomic, "_LOCK_WAIT_S", 3.0)
+    waits: list[float] = []
+
+    def progress(done: int, total: int) -> None:
+        t0 = time.monotonic()
+        with bundle_transaction(bundle_dir) as tx:
+            tx.commit(json.loads((Path(bundle_dir) / "manifest.json").read_text()))
+        waits.append(time.monotonic() - t0)
+
+    write_package(bundle_dir, tmp_path / "p", PackageOptions(), progress=progress)
+    assert len(waits) == 2 and max(waits) < 3.0, waits
+    assert check_package(tmp_path / "p").passed
 
 
 def test_vocab_must_fit_the_embedding(tmp_path: Path, export_tiny: Callable[..., Path]) -> None:
