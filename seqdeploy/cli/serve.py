@@ -75,6 +75,12 @@ def _read_token(path: Path) -> str:
 @click.option(
     "--drain-timeout-s", default=30.0, type=click.FloatRange(min=0), help="On SIGTERM, time for requests in flight."
 )
+@click.option(
+    "--request-timeout-s",
+    default=300.0,
+    type=click.FloatRange(min=0.001),
+    help="How long a request may wait for its answer (queue, sequence slot, execution) before 503.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @click.option("--log-level", default="warning", type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve_cmd(
@@ -95,6 +101,7 @@ def serve_cmd(
     max_queue_delay_us: int | None,
     ort_spin: bool,
     drain_timeout_s: float,
+    request_timeout_s: float,
     access_log: bool,
     log_level: str,
 ) -> None:
@@ -124,6 +131,7 @@ def serve_cmd(
         queue_delay_us=max_queue_delay_us,
         ort_spin=ort_spin,
         drain_timeout_s=drain_timeout_s,
+        request_timeout_s=request_timeout_s,
         log_level=log_level,
         access_log=access_log,
     )

@@ -77,7 +77,9 @@ class ServerState:
         metrics: The counters behind ``/metrics``.
         max_body: Largest request body accepted, in bytes (after decompression too).
         token: The bearer token (``None``: no auth).
-        ready: Whether ``/v2/health/ready`` says 200 (false while loading and once draining).
+        ready: Whether ``/v2/health/ready`` says 200 (false while loading and once draining; a model whose
+            scheduler lost a worker thread makes it 400 too).
+        request_timeout_s: How long a request may wait for its scheduler's answer before 503.
     """
 
     models: dict[str, tuple[ServedModel, Scheduler]]
@@ -85,6 +87,7 @@ class ServerState:
     max_body: int
     token: str | None = None
     ready: bool = False
+    request_timeout_s: float = 300.0
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -201,8 +204,11 @@ def create_app(state: ServerState) -> Starlette:
     async def live(request: Request) -> Response:
         return Response(b"", 200)
 
+    def all_ready() -> bool:
+        return state.ready and all(sched.healthy for _, sched in state.models.values())
+
     async def ready(request: Request) -> Response:
-        return Response(b"", 200 if state.ready else 400)
+        return Response(b"", 200 if all_ready() else 400)
 
     async def server_metadata(request: Request) -> Response:
         return _json({"name": "seqdeploy", "version": __version__, "extensions": list(EXTENSIONS)})
@@ -219,8 +225,8 @@ def create_app(state: ServerState) -> Starlette:
 
     @guarded
     async def model_ready(request: Request) -> Response:
-        lookup(request)
-        if not state.ready:
+        _, sched = lookup(request)
+        if not state.ready or not sched.healthy:
             raise invalid("Model version not ready")
         return Response(b"", 200)
 
@@ -235,7 +241,7 @@ def create_app(state: ServerState) -> Starlette:
         except ServeError as exc:
             return _error(exc.status, exc.message)
         try:
-            response, outcome, rows = await _infer(request, model, sched, state.max_body)
+            response, outcome, rows = await _infer(request, model, sched, state)
         except ServeError as exc:
             state.metrics.failure(model.name, exc.reason, time.perf_counter_ns() - t0)
             return _error(exc.status, exc.message, {"Accept-Encoding": "gzip, deflate"} if exc.status == 501 else None)
@@ -299,7 +305,10 @@ def create_app(state: ServerState) -> Starlette:
     return app
 
 
-async def _infer(request: Request, model: ServedModel, sched: Scheduler, limit: int) -> tuple[Response, Outcome, int]:
+async def _infer(
+    request: Request, model: ServedModel, sched: Scheduler, state: ServerState
+) -> tuple[Response, Outcome, int]:
+    limit = state.max_body
     raw = await _read_body(request, limit)
     body = decode_body(raw, request.headers.get("content-encoding"), limit)
     header_length = _header_length(request)
@@ -338,8 +347,19 @@ async def _infer(request: Request, model: ServedModel, sched: Scheduler, limit: 
     def deliver(outcome: Outcome) -> None:
         loop.call_soon_threadsafe(resolve, outcome)
 
-    sched.submit(Job(prepared, deliver, **job_args))
-    outcome = await future
+    job = Job(prepared, deliver, **job_args)
+    sched.submit(job)
+    try:
+        # A deadline, so that a request never waits forever on a scheduler that failed to answer.
+        outcome = await asyncio.wait_for(future, state.request_timeout_s)
+    except TimeoutError:
+        sched.cancel(job)
+        raise ServeError(
+            503,
+            f"Request timeout expired: model '{model.name}' did not answer within {state.request_timeout_s:g} s "
+            "(seqdeploy serve --request-timeout-s)",
+            "REJECTED",
+        ) from None
     if outcome.error is not None:
         raise outcome.error
     assert outcome.outputs is not None

@@ -59,6 +59,8 @@ class ServeOptions:
         ort_spin: Let ONNX Runtime's threads spin-wait between runs (lower latency for a lone client, less CPU
             left for the HTTP side under load).
         drain_timeout_s: On SIGTERM, how long requests in flight may take to finish.
+        request_timeout_s: How long a request may wait for its answer (queue, sequence slot, execution) before
+            503; a deadline, so that no request waits forever.
         log_level: uvicorn's log level.
         access_log: Log every request.
     """
@@ -80,6 +82,7 @@ class ServeOptions:
     queue_delay_us: int | None = None
     ort_spin: bool = False
     drain_timeout_s: float = 30.0
+    request_timeout_s: float = 300.0
     log_level: str = "warning"
     access_log: bool = False
 
@@ -223,7 +226,13 @@ def serve(options: ServeOptions, *, announce: Callable[[str], None] | None = Non
         names = list(options.models) or list(read_manifest(root).models)
         metrics = Metrics((n, "1") for n in names)
         models = load_models(root, options, metrics)
-        state = ServerState(models=models, metrics=metrics, max_body=options.max_body_bytes, token=options.token)
+        state = ServerState(
+            models=models,
+            metrics=metrics,
+            max_body=options.max_body_bytes,
+            token=options.token,
+            request_timeout_s=options.request_timeout_s,
+        )
         for _, sched in models.values():
             sched.start()
             state.on_shutdown.append(functools.partial(sched.stop, options.drain_timeout_s))

@@ -371,3 +371,76 @@ def test_sequences_order_reset_bounds_and_reaping() -> None:
             s.submit(_job([1], 3)[0])
     finally:
         s.stop(10)
+
+
+def test_new_sequences_beyond_the_backlog_are_refused_at_once() -> None:
+    """A burst of STARTs must not fill the queue that live sequences' requests need (review finding 7)."""
+    m = FakeModel(candidates=1)
+    s = SequenceScheduler(m, max_backlog=2, slot_wait_s=5)  # type: ignore[arg-type]
+    # Not started: every job stays queued, so the slot and backlog counts are exact.
+    s.submit(_job([1], 1, start=True)[0])  # takes the only slot
+    s.submit(_job([1], 2, start=True)[0])  # backlog 1
+    s.submit(_job([1], 3, start=True)[0])  # backlog 2
+    t0 = time.monotonic()
+    with pytest.raises(ServeError) as e:
+        s.submit(_job([1], 4, start=True)[0])
+    assert e.value.status == 503 and "2 new sequences already wait for a slot" in e.value.message
+    assert time.monotonic() - t0 < 1  # at once, not after slot_wait_s
+    s.submit(_job([2], 1)[0])  # the live sequence still gets in
+    assert s.gauges()["backlog_sequences"] == 2 and s.queued == 4
+    assert SequenceScheduler(m).max_backlog == 1  # default: max_sequences  # type: ignore[arg-type]
+
+
+def test_an_internal_error_fails_its_batch_only_and_the_loop_goes_on() -> None:
+    """A bug in picking or splitting a batch answers those requests with 500; the model keeps serving."""
+    m = FakeModel(delay_us=0)
+    s = DynamicScheduler(m)  # type: ignore[arg-type]
+    calls = {"split": 0}
+    armed = {"select": False}
+    split, select = s._split, s._select
+
+    def bad_split(batch: Any, outs: Any) -> Any:
+        calls["split"] += 1
+        if calls["split"] == 1:
+            raise KeyError("planted bug in _split")
+        return split(batch, outs)
+
+    def bad_select() -> Any:
+        if armed["select"] and s._queue:
+            armed["select"] = False
+            raise ValueError("planted bug in _select")
+        return select()
+
+    s._split = bad_split  # type: ignore[method-assign]
+    s._select = bad_select  # type: ignore[method-assign]
+    s.start()
+    try:
+        j, g = _job([1, 2])
+        s.submit(j)
+        out = _wait(g)
+        assert out.error is not None and out.error.status == 500 and "planted bug in _split" in out.error.message
+        assert s.healthy
+        j, g = _job([3])
+        s.submit(j)
+        assert _wait(g).outputs["h_n"].tolist() == [[3]]  # type: ignore[index]
+        armed["select"] = True
+        j, g = _job([4])
+        s.submit(j)
+        out = _wait(g)
+        assert out.error is not None and out.error.status == 500 and "planted bug in _select" in out.error.message
+        assert s.healthy
+        j, g = _job([6])
+        s.submit(j)
+        assert _wait(g).outputs["h_n"].tolist() == [[6]]  # type: ignore[index]
+    finally:
+        s.stop(10)
+    assert s.healthy  # stopped: not a failure
+
+
+def test_cancel_withdraws_a_queued_request() -> None:
+    m = FakeModel()
+    s = SequenceScheduler(m)  # type: ignore[arg-type]
+    j, g = _job([1], 7, start=True)
+    s.submit(j)
+    assert s.cancel(j) and s.queued == 0 and not g
+    assert not s.cancel(j)
