@@ -23,7 +23,7 @@ import pytest
 
 from seqdeploy.runtime import Predictor, load
 from tests.integration._packages import package_for, run_blocked
-from tests.integration._serve import Server, infer_input, metric, wait_until
+from tests.integration._serve import HOOKED_SERVER, Server, infer_input, metric, wait_until
 
 httpclient = pytest.importorskip("tritonclient.http")
 pytest.importorskip("starlette")
@@ -425,9 +425,10 @@ def test_bearer_token(pkg: Path, tmp_path: Path, ref: Predictor) -> None:
 
 
 def test_backend_fault_sigterm_and_sequence_bounds(pkg: Path, ref: Predictor, ref_stream: Predictor) -> None:
-    """One server with the test hooks: a crashing and a slow token, 2 sequence slots, a short idle time."""
-    env = {"SEQDEPLOY_SERVE_FAULT_TOKEN": str(FAULT), "SEQDEPLOY_SERVE_SLOW_TOKEN": f"{SLOW}:2"}
-    s = Server(pkg, "--max-sequences", "2", "--sequence-wait-s", "0.5", "--sequence-idle-s", "1.5", env=env)
+    """One server with a test-only model subclass (a crashing and a slow token), 2 sequence slots, a short idle
+    time."""
+    hooked = HOOKED_SERVER.format(fault=FAULT, slow=SLOW, slow_s=2)
+    s = Server(pkg, "--max-sequences", "2", "--sequence-wait-s", "0.5", "--sequence-idle-s", "1.5", code=hooked)
     try:
         c = httpclient.InferenceServerClient(s.url, concurrency=8, network_timeout=60)
         rng = np.random.default_rng(1)
