@@ -38,7 +38,18 @@ def _read_token(path: Path) -> str:
     default=None,
     help="Require 'Authorization: Bearer <token>' (the file's content) on every route but /v2/health/*.",
 )
-@click.option("--max-body-mb", default=64.0, type=click.FloatRange(min=0.001), help="Largest request body (MiB).")
+@click.option(
+    "--max-body-mb",
+    default=None,
+    type=click.FloatRange(min=0.001),
+    help="Largest request body (MiB) [default: the largest valid request of the served models as JSON, >= 1 MiB].",
+)
+@click.option(
+    "--max-inflight-mb",
+    default=None,
+    type=click.FloatRange(min=0.001),
+    help="Request bodies held at once, read to reply (MiB); more wait, then 503 [default: 8 x the body limit].",
+)
 @click.option("--model", "models", multiple=True, help="Serve only this model (repeatable; default: all).")
 @click.option("--no-batching", is_flag=True, help="Execute every request alone (for comparisons).")
 @click.option("--instances", default=1, type=click.IntRange(1, 64), help="Executions at once per model.")
@@ -90,7 +101,8 @@ def serve_cmd(
     backend: str,
     threads: int | None,
     token_file: Path | None,
-    max_body_mb: float,
+    max_body_mb: float | None,
+    max_inflight_mb: float | None,
     models: tuple[str, ...],
     no_batching: bool,
     instances: int,
@@ -120,7 +132,8 @@ def serve_cmd(
         backend=backend,
         threads=threads,
         token=_read_token(token_file) if token_file is not None else None,
-        max_body_bytes=int(max_body_mb * (1 << 20)),
+        max_body_bytes=int(max_body_mb * (1 << 20)) if max_body_mb is not None else None,
+        max_inflight_bytes=int(max_inflight_mb * (1 << 20)) if max_inflight_mb is not None else None,
         models=models,
         batching=not no_batching,
         instances=instances,

@@ -17,10 +17,6 @@ Needs ``seqdeploy[cpu]`` (onnxruntime reads the graphs' I/O) and ``tritonclient`
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,23 +97,6 @@ def _signature_problems(entry: ModelEntry, io: GraphIO) -> list[str]:
     return problems
 
 
-@contextlib.contextmanager
-def _as_dir(path: Path) -> Iterator[Path]:
-    if path.is_dir():
-        yield path
-        return
-    from seqdeploy.runtime._archive import extract, is_archive
-
-    if not is_archive(path):
-        yield path  # read_manifest reports what it is not
-        return
-    tmp = Path(tempfile.mkdtemp(prefix="seqdeploy-check-"))
-    try:
-        yield extract(path, tmp / "x")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def check_package(path: str | Path, *, staging: bool = False) -> PackageCheck:
     """Run every package check (see the module docstring) and return the results; never raises for a
     failed check (an archive that cannot be read safely is reported as the ``archive`` check).
@@ -133,9 +112,15 @@ def check_package(path: str | Path, *, staging: bool = False) -> PackageCheck:
     # silently skipped.
     require("onnxruntime", extra="cpu", purpose="reading the packaged graphs' I/O")
     require("tritonclient.grpc.model_config_pb2", extra="triton", purpose="parsing config.pbtxt with Triton's schema")
-    report = PackageCheck(Path(path))
+    from seqdeploy.runtime._archive import is_archive, package_dir
+
+    src = Path(path)
+    report = PackageCheck(src)
+    if not src.is_dir() and not is_archive(src):
+        _check(report, src, staging=staging)  # read_manifest says what it is not
+        return report
     try:
-        with _as_dir(Path(path)) as root:
+        with package_dir(src, prefix="seqdeploy-check-") as root:
             _check(report, root, staging=staging)
     except BackendUnavailable:
         raise

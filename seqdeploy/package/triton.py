@@ -35,15 +35,17 @@ from typing import Any
 import numpy as np
 
 from seqdeploy._lazy import require
-from seqdeploy.spec import BATCH, IOSpec, TensorSpec
+from seqdeploy.spec import IOSpec, TensorSpec
 
 __all__ = [
     "DTYPE_TO_TRITON",
     "GraphIO",
     "WarmupSample",
     "check_model_config",
+    "dtype_name",
     "graph_io",
     "parse_config",
+    "parse_config_text",
     "render_pbtxt",
     "stateless_config",
     "stream_config",
@@ -338,22 +340,33 @@ def graph_io(model: bytes | str | Path) -> GraphIO:
     return GraphIO(conv(sess.get_inputs()), conv(sess.get_outputs()))
 
 
-def parse_config(path: Path) -> Any:
-    """Parse ``config.pbtxt`` with Triton's ``ModelConfig`` protobuf.
+def parse_config_text(text: str, *, extra: str = "triton") -> Any:
+    """Parse ``config.pbtxt`` text with Triton's ``ModelConfig`` protobuf — the one parser of configs that the
+    package checks and ``seqdeploy serve`` share.
+
+    Args:
+        text: The file's text.
+        extra: The extra named when tritonclient is missing (``triton``; ``serve`` for the server).
 
     Raises:
-        BackendUnavailable: tritonclient is not installed (extra ``triton``).
-        ValueError: The file does not parse; the message carries the protobuf error (line and column).
+        BackendUnavailable: tritonclient is not installed.
+        ValueError: The text does not parse; the message carries the protobuf error (line and column).
     """
-    mc = require("tritonclient.grpc.model_config_pb2", extra="triton", purpose="checking Triton configs")
-    text_format = require("google.protobuf.text_format", extra="triton", purpose="checking Triton configs")
+    mc = require("tritonclient.grpc.model_config_pb2", extra=extra, purpose="reading Triton model configs")
+    text_format = require("google.protobuf.text_format", extra=extra, purpose="reading Triton model configs")
     try:
-        return text_format.Parse(path.read_text(encoding="utf-8"), mc.ModelConfig())
+        return text_format.Parse(text, mc.ModelConfig())
     except text_format.ParseError as exc:
         raise ValueError(f"does not parse as Triton's ModelConfig: {exc}") from None
 
 
-def _dtype_name(cfg_enum: int) -> str:
+def parse_config(path: Path) -> Any:
+    """:func:`parse_config_text` of a ``config.pbtxt`` file."""
+    return parse_config_text(path.read_text(encoding="utf-8"))
+
+
+def dtype_name(cfg_enum: int) -> str:
+    """The ``TYPE_*`` name of a ``ModelConfig`` ``DataType`` value."""
     mc = require("tritonclient.grpc.model_config_pb2", extra="triton")
     return str(mc.DataType.Name(cfg_enum))
 
@@ -518,7 +531,7 @@ def _check_tensor(
         c.add(f"{where}: {side} '{t.name}' is not an {side} of the graph (graph {side}s: {sorted(graph)})")
         return
     dtype, dims = graph[t.name]
-    cfg_dtype = _dtype_name(t.data_type)
+    cfg_dtype = dtype_name(t.data_type)
     if cfg_dtype != dtype:
         c.add(f"{where}: {side} '{t.name}' is {cfg_dtype} in the config but {dtype} in the graph")
     shape = list(t.reshape.shape) if t.HasField("reshape") else list(t.dims)
@@ -535,7 +548,7 @@ def _check_tensor(
 
 def _check_state(c: _Ctx, where: str, st: Any, io: GraphIO, cfg_inputs: Mapping[str, Any]) -> None:
     name = st.input_name
-    dtype = _dtype_name(st.data_type)
+    dtype = dtype_name(st.data_type)
     dims = list(st.dims)
     if name in cfg_inputs:
         c.add(f"{where}: state input '{name}' is also listed in input[]; Triton supplies implicit state itself")
@@ -558,7 +571,7 @@ def _check_state(c: _Ctx, where: str, st: Any, io: GraphIO, cfg_inputs: Mapping[
     if not init.name:
         c.add(f"{where}: initial_state of '{name}' needs a name (Triton refuses an empty one)")
     if init.data_type != st.data_type:
-        c.add(f"{where}: initial_state of '{name}' has data type {_dtype_name(init.data_type)}, the state {dtype}")
+        c.add(f"{where}: initial_state of '{name}' has data type {dtype_name(init.data_type)}, the state {dtype}")
     if list(init.dims) != dims or any(d < 1 for d in init.dims):
         c.add(
             f"{where}: initial_state dims {list(init.dims)} of '{name}' must be fixed and equal the state dims {dims}"
@@ -595,7 +608,7 @@ def _check_warmup(c: _Ctx, where: str, cfg: Any, io: GraphIO, spec: IOSpec, mode
                 c.add(f"{label}: input '{key}' is not an input of the graph")
                 continue
             gdtype, gdims = io.inputs[key]
-            dtype = _dtype_name(inp.data_type)
+            dtype = dtype_name(inp.data_type)
             if dtype != gdtype:
                 c.add(f"{label}: input '{key}' is {dtype}, the graph takes {gdtype}")
             dims = list(inp.dims)
@@ -649,8 +662,3 @@ def _check_warmup_data(
         lo, hi = t.value_range
         if values is not None and isinstance(hi, int) and (values.min() < lo or values.max() > hi):
             c.add(f"{label}: input '{key}' warmup values must lie in [{lo}, {hi}]")
-
-
-def batch_first(spec: IOSpec) -> bool:
-    """Whether every tensor of ``spec`` has its batch on axis 0."""
-    return all(t.dims and t.dims[0] == BATCH for t in (*spec.inputs, *spec.outputs))

@@ -7,30 +7,36 @@ links, the manifest's own digest), and the graph is loaded from exactly the byte
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from seqdeploy._atomic import reading
 from seqdeploy._lazy import require
 from seqdeploy.errors import BackendUnavailable, InputError, IntegrityError, UsageError
 from seqdeploy.feeds import check_feeds
 from seqdeploy.package.manifest import ModelEntry, PackageManifest, merges_requests, read_manifest, verify_files
-from seqdeploy.runtime._archive import extract, is_archive
+from seqdeploy.runtime._archive import package_dir
+from seqdeploy.runtime._ort import ort_session
 from seqdeploy.runtime._text import Tokenizer, parse_vocab
 from seqdeploy.spec import BATCH, SEQ, IOSpec, StatePair, TensorSpec
 
-__all__ = ["BACKENDS", "Predictor", "Signature", "Stream", "load"]
+__all__ = [
+    "BACKENDS",
+    "Predictor",
+    "Signature",
+    "Stream",
+    "VerifiedPackage",
+    "build_predictor",
+    "load",
+    "open_package",
+]
 
 BACKENDS = ("auto", "ort-cpu", "ort-cuda")
-"""Runtime backends. ``auto``: ONNX Runtime CUDA when this onnxruntime has it (and the model is not int8),
-else the CPU. The int8 and fp16 variants are separate models of the package, chosen by name."""
+"""Runtime backends. ``auto``: ONNX Runtime CUDA when this onnxruntime has it and it initialises (and the model
+is not int8), else the CPU. The int8 and fp16 variants are separate models of the package, chosen by name."""
 
 Arrays = dict[str, np.ndarray]
 
@@ -154,8 +160,20 @@ class Predictor:
                 was expected.
         """
         self.check(feeds)
+        return self.execute(feeds)
+
+    def execute(self, feeds: Mapping[str, np.ndarray]) -> Arrays:
+        """Run complete feeds **without** validating them: for a caller that already ran :meth:`check` on
+        every part (a server checks each request alone, then merges them into one batch of at most
+        ``max_batch_size`` rows, padded to the longest ``T``). Anything else should call :meth:`run`.
+        """
         outs = self._session.run(self._outputs, dict(feeds))
         return dict(zip(self._outputs, outs, strict=True))
+
+    @property
+    def pad_id(self) -> int:
+        """The token id written past a row's length (the package's ``text.pad_id``; 0 without a vocabulary)."""
+        return self._tokenizer.spec.pad_id if self._tokenizer is not None else 0
 
     def check(self, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
         """Validate complete feeds exactly as :meth:`run` does, without running the graph.
@@ -273,7 +291,8 @@ class Predictor:
         Rows are padded and batched together when the model has a ``lengths`` input, else grouped by
         length (padding without ``lengths`` would change the result); batches never exceed
         ``max_batch_size``. An int8 model runs each row alone: its dynamic quantization computes one scale
-        per execution, so a row's answer would depend on the rows it ran with. Sequence outputs are padded to the longest row (zeros past each row's length).
+        per execution, so a row's answer would depend on the rows it ran with. Sequence outputs are padded
+        to the longest row (zeros past each row's length).
 
         Returns:
             ``{output names: arrays, "lengths": [B] int64, "ids": [B, T] int64}`` plus, for classifiers,
@@ -294,8 +313,7 @@ class Predictor:
             if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
                 raise InputError(f"row {i}: expected a flat sequence of integer token ids, got {row!r}"[:200])
             rows.append(arr.astype(np.int64))
-        pad = self._tokenizer.spec.pad_id if self._tokenizer is not None else 0
-        return self._predict_rows(rows, pad)
+        return self._predict_rows(rows, self.pad_id)
 
     def predict_text(self, texts: Sequence[str]) -> dict[str, Any]:
         """Tokenize ``texts`` with the package's rules and run them (see :meth:`predict_ids`).
@@ -454,69 +472,92 @@ class Stream:
 def _session(
     model: bytes, backend: str, precision: str, threads: int | None, config: Mapping[str, str] | None = None
 ) -> tuple[Any, str]:
+    """An ONNX Runtime session for ``backend`` and the backend it really runs on."""
     if backend not in BACKENDS:
-        raise UsageError(
-            f"unknown runtime backend '{backend}'; choose one of {', '.join(BACKENDS)} (TensorRT engines are not "
-            "packaged by this seqdeploy version)"
-        )
+        raise UsageError(f"unknown runtime backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     ort = require("onnxruntime", extra="cpu" if backend != "ort-cuda" else "gpu", purpose="seqdeploy.runtime")
-    available = ort.get_available_providers()
-    has_cuda = "CUDAExecutionProvider" in available
+    common: dict[str, Any] = {"threads": threads, "config": config, "on_load_error": _load_error}
     if backend == "ort-cuda":
         if precision == "int8":
             raise UsageError("int8 models run on the CPU only (ONNX Runtime's int8 recurrent ops have no CUDA kernel)")
-        if not has_cuda:
-            raise BackendUnavailable(
-                f"backend 'ort-cuda' needs ONNX Runtime's CUDAExecutionProvider; this onnxruntime {ort.__version__} "
-                f"has {available}. Install it with: pip install 'seqdeploy[gpu]' on a GPU machine"
-            )
-    want_cuda = backend == "ort-cuda" or (backend == "auto" and has_cuda and precision != "int8")
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    for key, value in (config or {}).items():
-        opts.add_session_config_entry(key, value)
-    opts.log_severity_level = 3
-    if want_cuda:
-        # fp32 means fp32: no TF32 on Ampere and newer (as the ort-cuda backend of verify does).
-        providers: list[Any] = [("CUDAExecutionProvider", {"use_tf32": 0}), "CPUExecutionProvider"]
-        session = _make_session(ort, model, opts, providers)
-        if session.get_providers()[0] == "CUDAExecutionProvider":
-            return session, "ort-cuda"
-        if backend == "ort-cuda":
-            raise BackendUnavailable(
-                f"ONNX Runtime could not initialise CUDA (session providers {session.get_providers()}); check the "
-                "driver and CUDA libraries. Not falling back to the CPU for an explicit 'ort-cuda'"
-            )
-    return _make_session(ort, model, opts, ["CPUExecutionProvider"]), "ort-cpu"
+        # Explicit: no fallback, every failure is the caller's to see.
+        return ort_session(model, device="cuda", what="backend 'ort-cuda'", **common), "ort-cuda"
+    if backend == "auto" and precision != "int8" and "CUDAExecutionProvider" in ort.get_available_providers():
+        try:
+            return ort_session(model, device="cuda", what="backend 'auto'", **common), "ort-cuda"
+        except BackendUnavailable:
+            pass  # the CUDA provider exists but did not initialise (no driver/GPU): the CPU, as 'auto' promises
+    return ort_session(model, device="cpu", what="seqdeploy.runtime", **common), "ort-cpu"
 
 
-def _make_session(ort: Any, model: bytes, opts: Any, providers: list[Any]) -> Any:
-    try:
-        return ort.InferenceSession(model, sess_options=opts, providers=providers)
-    except Exception as exc:  # noqa: BLE001 - ORT raises InvalidProtobuf, Fail, InvalidGraph, ...
-        raise IntegrityError(
-            f"ONNX Runtime cannot load the packaged graph ({type(exc).__name__}: {exc}); its sha256 matched, so the "
-            "package was built for a newer onnxruntime: upgrade onnxruntime"
-        ) from None
+def _load_error(exc: Exception) -> Exception:
+    return IntegrityError(
+        f"ONNX Runtime cannot load the packaged graph ({type(exc).__name__}: {exc}); its sha256 matched, so the "
+        "package was built for a newer onnxruntime: upgrade onnxruntime"
+    )
 
 
-@contextlib.contextmanager
-def _package_dir(path: Path) -> Iterator[Path]:
-    """The package directory of ``path`` (extracted to a private temp directory when it is an archive)."""
-    if path.is_dir():
-        with reading(path):
-            yield path
-        return
-    if not path.exists():
-        raise UsageError(f"{path}: no such package (expected a directory made by 'seqdeploy package' or its .tar.gz)")
-    if not is_archive(path):
-        raise UsageError(f"{path}: not a package (expected a package directory or a .tar.gz archive of one)")
-    tmp = Path(tempfile.mkdtemp(prefix="seqdeploy-package-"))
-    try:
-        yield extract(path, tmp / "x")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+@dataclass(frozen=True)
+class VerifiedPackage:
+    """A package read and checked once: its manifest and the verified bytes of the files that were asked for.
+
+    Everything built from it (predictors, a server's configs) comes from exactly these bytes, so one sha256
+    pass covers them all and nothing can change between the check and the load.
+
+    Attributes:
+        source: The package directory or archive as given.
+        manifest: The package manifest (its ``path`` is gone once an archive's temp directory is removed).
+        data: ``{package-relative path: verified bytes}``.
+    """
+
+    source: Path
+    manifest: PackageManifest
+    data: Mapping[str, bytes]
+
+
+def open_package(
+    path: str | Path, models: Sequence[str | None] | None = (None,), *, configs: bool = False
+) -> VerifiedPackage:
+    """Read a package's manifest and check every file's sha256 once (under the package's read lock, or in a
+    private extraction of an archive), keeping the bytes of the graphs of ``models`` (an entry ``None``: the
+    default model; ``models=None``: every model), of their ``config.pbtxt`` when ``configs``, and of the
+    vocabulary.
+
+    Raises:
+        UsageError: ``path`` is not a package, or a model is not in it.
+        IntegrityError: A file is missing, unlisted, a link, or differs from its sha256; the manifest was
+            edited; an archive holds a link or an entry outside its directory. The message names the file.
+    """
+    src = Path(path)
+    with package_dir(src) as root:
+        manifest = read_manifest(root)
+        entries = [manifest.model(m) for m in (models if models is not None else list(manifest.models))]
+        keep = [e.file for e in entries] + [e.config for e in entries if configs]
+        if manifest.text is not None:
+            keep.append(manifest.text.vocab)
+        data = verify_files(manifest, keep=keep)
+    return VerifiedPackage(src, manifest, data)
+
+
+def build_predictor(
+    package: VerifiedPackage,
+    model: str | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
+    *,
+    session_config: Mapping[str, str] | None = None,
+) -> Predictor:
+    """A :class:`Predictor` for one model of a :class:`VerifiedPackage` (see :func:`load`)."""
+    if threads is not None and threads < 1:
+        raise UsageError(f"threads must be >= 1, got {threads}")
+    manifest = package.manifest
+    entry = manifest.model(model)
+    tokenizer = None
+    if manifest.text is not None:
+        where = f"{package.source}/{manifest.text.vocab}"
+        tokenizer = Tokenizer(manifest.text, parse_vocab(package.data[manifest.text.vocab], where=where))
+    session, chosen = _session(package.data[entry.file], backend, entry.precision, threads, session_config)
+    return Predictor(_signature(manifest, entry), session, chosen, tokenizer, package.source)
 
 
 def load(
@@ -537,8 +578,8 @@ def load(
         path: A package directory or its ``.tar.gz``.
         model: The model to load (default: the package's stateless fp32 model). Other models: the stream
             model ``NAME_stream`` and the variants ``NAME_int8``, ``NAME_fp16``.
-        backend: ``"auto"`` (CUDA if this onnxruntime has it, else CPU; int8 always CPU), ``"ort-cpu"`` or
-            ``"ort-cuda"``.
+        backend: ``"auto"`` (CUDA if this onnxruntime has it and it initialises, else CPU; int8 always CPU),
+            ``"ort-cpu"`` or ``"ort-cuda"``.
         threads: ONNX Runtime intra-op threads (``None``: its default).
         session_config: ONNX Runtime session config entries (``SessionOptions.add_session_config_entry``),
             e.g. ``{"session.intra_op.allow_spinning": "0"}`` for a server whose event loop shares the CPUs.
@@ -549,18 +590,8 @@ def load(
             edited; an archive holds a link or an entry outside its directory. The message names the file.
         BackendUnavailable: onnxruntime (or its CUDA provider for ``"ort-cuda"``) is not installed.
     """
-    src = Path(path)
     if threads is not None and threads < 1:
         raise UsageError(f"threads must be >= 1, got {threads}")
-    with _package_dir(src) as root:
-        manifest = read_manifest(root)
-        entry = manifest.model(model)
-        keep = [entry.file] + ([manifest.text.vocab] if manifest.text is not None else [])
-        data = verify_files(manifest, keep=keep)
-    tokenizer = None
-    if manifest.text is not None:
-        tokenizer = Tokenizer(
-            manifest.text, parse_vocab(data[manifest.text.vocab], where=f"{src}/{manifest.text.vocab}")
-        )
-    session, chosen = _session(data[entry.file], backend, entry.precision, threads, session_config)
-    return Predictor(_signature(manifest, entry), session, chosen, tokenizer, src)
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown runtime backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    return build_predictor(open_package(path, [model]), model, backend, threads, session_config=session_config)

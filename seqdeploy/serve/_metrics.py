@@ -58,7 +58,8 @@ class Metrics:
 
     def execution(self, model: str) -> None:
         """One model execution (called from a worker thread); inferences are counted per successful request,
-        as Triton does."""
+        as Triton does.
+        """
         with self._lock:
             self._counters[model]["nv_inference_exec_count"] += 1
 

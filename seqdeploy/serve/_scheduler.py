@@ -136,7 +136,7 @@ class Scheduler:
         self.delay_ns = delay * 1000 if batching else 0
         self.max_queue = max_queue
         self._instances = max(1, instances)
-        self._on_execution = on_execution
+        self.on_execution = on_execution
         self._cv = threading.Condition()
         self._queue: list[Job] = []
         self._stopping = False
@@ -216,7 +216,7 @@ class Scheduler:
             try:
                 with self._cv:
                     batch = self._take()
-            except Exception as exc:  # noqa: BLE001 - a bug here must not end the loop that serves the model
+            except Exception as exc:
                 log.exception("seqdeploy serve: internal error picking a batch of model '%s'", self.model.name)
                 with self._cv:
                     queued, self._queue = list(self._queue), []
@@ -227,7 +227,7 @@ class Scheduler:
                 return
             try:
                 self._execute(batch)
-            except Exception as exc:  # noqa: BLE001 - idem, for splitting, bookkeeping and delivery
+            except Exception as exc:
                 log.exception("seqdeploy serve: internal error executing a batch of model '%s'", self.model.name)
                 self._abandon(batch, exc)
             finally:
@@ -245,7 +245,7 @@ class Scheduler:
             for job in jobs:
                 try:
                     self._finish_job(job, None)
-                except Exception:  # noqa: BLE001 - keep answering the others
+                except Exception:
                     log.exception("seqdeploy serve: could not release a request of model '%s'", self.model.name)
             self._cv.notify_all()
         for job in jobs:
@@ -304,8 +304,8 @@ class Scheduler:
             self._fail_all(batch, t0, exc)
             return
         t2 = time.perf_counter_ns()
-        if self._on_execution is not None:
-            self._on_execution(self.model.name)
+        if self.on_execution is not None:
+            self.on_execution(self.model.name)
         results = self._split(batch, outs)
         t3 = time.perf_counter_ns()
         with self._cv:

@@ -566,6 +566,12 @@ def test_model_without_lengths_merges_equal_t_only(
             np.testing.assert_array_equal(got, want[out["name"]])
         assert offset == len(body) and {o["name"] for o in doc["outputs"]} == set(want)
 
+        # No --max-body-mb: the limit is derived from the package (its largest valid request as JSON, >= 1 MiB),
+        # so a multi-MB body is refused at once instead of being buffered and parsed.
+        status, body, _ = s.request("POST", "/v2/models/nostate/infer", b"[" + b"1," * (3 << 20) + b"1]")
+        assert status == 400, body
+        assert "exceeds the maximum allowed size of 1048576 bytes" in json.loads(body)["error"]
+
 
 def test_int8_requests_are_never_merged(
     tmp_path_factory: pytest.TempPathFactory, export_tiny: Callable[..., Path]
@@ -581,6 +587,9 @@ def test_int8_requests_are_never_merged(
     name = "lstm_text_int8"
     metrics = Metrics([(name, "1")])
     model, sched = load_models(out, ServeOptions(out, models=(name,), queue_delay_us=200_000), metrics)[name]
+    checks: list[int] = []
+    check = model.predictor.check
+    model.predictor.check = lambda feeds: checks.append(1) or check(feeds)  # type: ignore[method-assign]
     rng = np.random.default_rng(3)
     sent: list[tuple[np.ndarray, np.ndarray, list[Outcome]]] = []
     for t in (6, 2, 4, 5):
@@ -601,6 +610,7 @@ def test_int8_requests_are_never_merged(
     sched.start()
     try:
         wait_until(lambda: all(box for *_, box in sent), 60, "int8 outcomes")
+        assert len(checks) == len(sent)  # each request checked once, alone; executions are not re-validated
         for ids, lengths, box in sent:
             outputs = box[0].outputs
             assert outputs is not None, box[0].error
@@ -610,6 +620,29 @@ def test_int8_requests_are_never_merged(
         assert metrics.value("nv_inference_exec_count", name) == len(sent)
     finally:
         sched.stop(10)
+
+
+def test_startup_verifies_the_package_once(
+    tmp_path_factory: pytest.TempPathFactory, export_tiny: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One sha256 pass and one read lock for every model's config and graph (finding 13)."""
+    import seqdeploy.runtime._predictor as predictor_module
+    from seqdeploy.serve import ServeOptions, load_models
+
+    _, out = package_for("lstm_text", tmp_path_factory, export_tiny)
+    calls: list[tuple[str, ...]] = []
+    verify = predictor_module.verify_files
+
+    def counting(manifest: Any, *, keep: Any = (), staging: bool = False) -> Any:
+        calls.append(tuple(sorted(keep)))
+        return verify(manifest, keep=keep, staging=staging)
+
+    monkeypatch.setattr(predictor_module, "verify_files", counting)
+    models = load_models(out, ServeOptions(out))
+    assert sorted(models) == ["lstm_text", "lstm_text_int8", "lstm_text_stream"]
+    assert len(calls) == 1, calls
+    for name in models:
+        assert f"{name}/config.pbtxt" in calls[0] and f"{name}/1/model.onnx" in calls[0]
 
 
 def test_serving_imports_no_torch(pkg: Path, tmp_path: Path) -> None:

@@ -444,3 +444,41 @@ def test_cancel_withdraws_a_queued_request() -> None:
     s.submit(j)
     assert s.cancel(j) and s.queued == 0 and not g
     assert not s.cancel(j)
+
+
+def test_a_declared_shape_far_beyond_the_model_is_refused_before_its_data() -> None:
+    """A huge JSON body must not be turned into Python lists and arrays just to be refused (finding 5)."""
+    limits = {"input": 144, "lengths": 6}
+    doc = {"inputs": [{"name": "input", "datatype": "INT64", "shape": [1, 10**9], "data": [1, 2, 3]}]}
+    with pytest.raises(ServeError, match=r"holds 1000000000 elements, far more than model 'm' accepts \(144"):
+        parse_infer_request(json.dumps(doc).encode(), None, "m", max_elements=limits)
+    doc = {"inputs": [{"name": "other", "datatype": "INT64", "shape": [10**6], "data": [1]}]}
+    with pytest.raises(ServeError, match="far more than model 'm' accepts"):  # unknown names: the largest limit
+        parse_infer_request(json.dumps(doc).encode(), None, "m", max_elements=limits)
+    # A near miss (batch 7 for 6) is left to the model's own checks, which name the rule it breaks.
+    doc = {"inputs": [{"name": "lengths", "datatype": "INT64", "shape": [7, 1], "data": [1] * 7}]}
+    assert parse_infer_request(json.dumps(doc).encode(), None, "m", max_elements=limits).inputs[0].shape == (7, 1)
+
+
+def test_byte_budget_waits_then_refuses() -> None:
+    import asyncio
+
+    from seqdeploy.serve._app import ByteBudget
+
+    async def scenario() -> None:
+        budget = ByteBudget(100)
+        a = await budget.acquire(60, 1)
+        waiter = asyncio.ensure_future(budget.acquire(50, 5))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()  # 60 + 50 > 100: waits for a release
+        await budget.release(a)
+        assert await waiter == 50 and budget.used == 50
+        t0 = time.monotonic()
+        with pytest.raises(ServeError) as e:
+            await budget.acquire(60, 0.2)
+        assert e.value.status == 503 and "--max-inflight-mb" in e.value.message
+        assert time.monotonic() - t0 >= 0.15
+        await budget.release(50)
+        assert await budget.acquire(10**9, 1) == 100  # one request may always use the whole budget
+
+    asyncio.run(scenario())
