@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from seqdeploy._atomic import STAGING_MARKER
 from seqdeploy.errors import IntegrityError, UsageError
-from seqdeploy.manifest import DIGEST_FIELD, manifest_digest
+from seqdeploy.manifest import DIGEST_FIELD, file_entry, manifest_digest, sha256
 from seqdeploy.spec import IOSpec, StatePair, TensorSpec
 
 __all__ = [
@@ -62,13 +62,8 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_file = sha256
+"""Hex SHA-256 of a file, streamed: the bundle's own :func:`seqdeploy.manifest.sha256` (one implementation)."""
 
 
 def merges_requests(precision: str) -> bool:
@@ -257,7 +252,12 @@ class PackageManifest:
 
 
 def _rel(path: object) -> str:
-    """A listed path, checked to be a relative POSIX path inside the package."""
+    """A listed path, checked to be a relative POSIX path inside the package.
+
+    A pure check of the manifest's string (no filesystem access, unlike :func:`seqdeploy.manifest.inside`,
+    which resolves symlinks under a root): it also refuses ``./x``, ``a//b`` and trailing slashes, so that
+    every listed path has exactly one spelling and matches the walk of the directory.
+    """
     if not isinstance(path, str) or not path:
         raise ValueError(f"expected a relative path, got {path!r}")
     p = PurePosixPath(path)
@@ -435,8 +435,4 @@ def file_table(root: Path) -> dict[str, dict[str, Any]]:
     """``{relative path: {"sha256", "bytes"}}`` of every file under ``root`` except the manifest and the
     staging marker (writer side: ``root`` is the staging directory).
     """
-    return {
-        rel: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-        for rel, p in sorted(_walk(root, staging=True))
-        if rel != PACKAGE_MANIFEST
-    }
+    return {rel: file_entry(p) for rel, p in sorted(_walk(root, staging=True)) if rel != PACKAGE_MANIFEST}
