@@ -322,6 +322,29 @@ def test_proof_outside_the_bundle_lock_and_memory_budget(
     assert check_package(tmp_path / "p").passed
 
 
+@pytest.mark.parametrize("lengths", [True, False], ids=["lengths", "no-lengths"])
+def test_stream_proof_varies_chunks_when_the_minimum_t_is_large(
+    lengths: bool, tmp_path: Path, export_tiny: Callable[..., Path]
+) -> None:
+    """With [shapes] seq min 5 the chunks used to collapse to 5 and the lengths to multiples of 5: no padded
+    rows, no varied chunks (finding 20)."""
+    import re
+
+    bundle = export_tiny(shapes={"batch": [1, 3, 6], "seq": [5, 8, 40]}, export={"lengths": lengths})
+    r = write_package(bundle, tmp_path / "p", PackageOptions(name="m"))
+    parity = r.manifest["models"]["m_stream"]["parity"]
+    assert parity["passed"]
+    assert len(set(parity["chunks"])) == 5 and all(5 <= c <= 40 for c in parity["chunks"]), parity["chunks"]
+    assert any(n % 5 for n in parity["sequence_lengths"]), parity["sequence_lengths"]
+    cases = [c for c in r.report.cases if c.mode == "stream"]
+    takes = [int(t) for c in cases for t in re.findall(r"(\d+)@row", c.detail.split("[", 1)[1].split("]")[0])]
+    assert len(set(takes)) >= 4, takes
+    if not lengths:  # no padding possible: every request is at least the packaged minimum
+        assert min(takes) >= 5, takes
+    else:  # rows that run out before the others are padded (their lengths say so)
+        assert min(takes) < 5, takes
+
+
 def test_vocab_must_fit_the_embedding(tmp_path: Path, export_tiny: Callable[..., Path]) -> None:
     overrides, _ = MODELS["lstm_text"]
     bundle = export_tiny(**overrides)
