@@ -122,7 +122,8 @@ class _Seq:
 @dataclass(frozen=True)
 class StreamPlan:
     """The interleaving schedule: sequence lengths, their first request, rows per request, chunk sizes, and
-    the packaged sequence range (no request is shorter than ``seq_min``: the runtime refuses those)."""
+    the packaged sequence range (no request is shorter than ``seq_min``: the runtime refuses those).
+    """
 
     lengths: tuple[int, ...]
     start_steps: tuple[int, ...]
