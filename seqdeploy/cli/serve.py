@@ -28,8 +28,9 @@ def _read_token(path: Path) -> str:
 @click.option(
     "--backend",
     default="auto",
-    type=click.Choice(["auto", "ort-cpu", "ort-cuda"]),
-    help="Runtime backend (int8 models always run on the CPU).",
+    type=click.Choice(["auto", "ort-cpu", "ort-cuda", "trt"]),
+    help="Runtime backend: auto picks a packaged TensorRT engine for this GPU, else ORT CUDA, else CPU "
+    "(int8 models always run on the CPU).",
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads per model.")
 @click.option(

@@ -39,7 +39,10 @@ from seqdeploy.spec import IOSpec, TensorSpec
 
 __all__ = [
     "DTYPE_TO_TRITON",
+    "Enum",
     "GraphIO",
+    "Map",
+    "ScalarMap",
     "WarmupSample",
     "check_model_config",
     "dtype_name",
@@ -97,7 +100,11 @@ def _emit(fields: Mapping[str, Any], indent: int) -> list[str]:
     pad = "  " * indent
     lines: list[str] = []
     for key, value in fields.items():
-        if isinstance(value, Mapping) and getattr(value, "is_map", False):
+        if isinstance(value, Mapping) and getattr(value, "is_scalar_map", False):
+            # map<string, scalar> fields (cc_model_filenames) are repeated {key, value} entries too.
+            for k, v in value.items():
+                lines += [f"{pad}{key} {{", f"{pad}  key: {_scalar(k)}", f"{pad}  value: {_scalar(v)}", f"{pad}}}"]
+        elif isinstance(value, Mapping) and getattr(value, "is_map", False):
             # map<string, Message> fields are repeated {key, value} entries.
             for k, v in value.items():
                 lines.append(f"{pad}{key} {{")
@@ -126,6 +133,12 @@ class Map(dict[str, Any]):
     """A protobuf ``map<string, Message>`` field."""
 
     is_map = True
+
+
+class ScalarMap(dict[str, Any]):
+    """A protobuf ``map<string, scalar>`` field (``cc_model_filenames``)."""
+
+    is_scalar_map = True
 
 
 def render_pbtxt(fields: Mapping[str, Any], header: str = "") -> str:

@@ -7,6 +7,7 @@ links, the manifest's own digest), and the graph is loaded from exactly the byte
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,12 @@ __all__ = [
     "open_package",
 ]
 
-BACKENDS = ("auto", "ort-cpu", "ort-cuda")
-"""Runtime backends. ``auto``: ONNX Runtime CUDA when this onnxruntime has it and it initialises (and the model
-is not int8), else the CPU. The int8 and fp16 variants are separate models of the package, chosen by name."""
+BACKENDS = ("auto", "ort-cpu", "ort-cuda", "trt")
+"""Runtime backends. ``auto``: a packaged TensorRT engine built for this GPU's compute capability with this
+TensorRT version (``PKG/NAME_trt``), else ONNX Runtime CUDA when this onnxruntime has it and it initialises
+(and the model is not int8), else the CPU. ``trt`` asks for the engine and fails with the reason when it cannot
+run (the TensorRT path has never run: no machine here has TensorRT; see ``runtime/_trt.py``). The int8 and fp16
+variants are separate models of the package, chosen by name (fp16: ``NAME_trt_fp16``)."""
 
 Arrays = dict[str, np.ndarray]
 
@@ -126,16 +130,24 @@ class Predictor:
 
     Attributes:
         signature: What the model takes and returns.
-        backend: The backend that was chosen (``"ort-cpu"`` or ``"ort-cuda"``).
+        backend: The backend that was chosen (``"trt"``, ``"ort-cuda"`` or ``"ort-cpu"``).
         source: The package directory or archive it was loaded from.
+        backend_notes: Why ``auto`` did not pick a faster backend (empty when it did, or one was asked for).
     """
 
     def __init__(
-        self, signature: Signature, session: Any, backend: str, tokenizer: Tokenizer | None, source: Path
+        self,
+        signature: Signature,
+        session: Any,
+        backend: str,
+        tokenizer: Tokenizer | None,
+        source: Path,
+        backend_notes: Sequence[str] = (),
     ) -> None:
         self.signature = signature
         self.backend = backend
         self.source = source
+        self.backend_notes = tuple(backend_notes)
         self._session = session
         self._tokenizer = tokenizer
         self._outputs = list(signature.spec.output_names)
@@ -516,12 +528,12 @@ class VerifiedPackage:
 
 
 def open_package(
-    path: str | Path, models: Sequence[str | None] | None = (None,), *, configs: bool = False
+    path: str | Path, models: Sequence[str | None] | None = (None,), *, configs: bool = False, engines: bool = False
 ) -> VerifiedPackage:
     """Read a package's manifest and check every file's sha256 once (under the package's read lock, or in a
     private extraction of an archive), keeping the bytes of the graphs of ``models`` (an entry ``None``: the
-    default model; ``models=None``: every model), of their ``config.pbtxt`` when ``configs``, and of the
-    vocabulary.
+    default model; ``models=None``: every model), of their ``config.pbtxt`` when ``configs``, of their
+    TensorRT engines when ``engines``, and of the vocabulary.
 
     Raises:
         UsageError: ``path`` is not a package, or a model is not in it.
@@ -533,6 +545,10 @@ def open_package(
         manifest = read_manifest(root)
         entries = [manifest.model(m) for m in (models if models is not None else list(manifest.models))]
         keep = [e.file for e in entries] + [e.config for e in entries if configs]
+        if engines:
+            for e in entries:
+                trt = manifest.trt_for(e.name)
+                keep += [str(x["file"]) for x in trt.engines] if trt is not None else []
         if manifest.text is not None:
             keep.append(manifest.text.vocab)
         data = verify_files(manifest, keep=keep)
@@ -556,8 +572,59 @@ def build_predictor(
     if manifest.text is not None:
         where = f"{package.source}/{manifest.text.vocab}"
         tokenizer = Tokenizer(manifest.text, parse_vocab(package.data[manifest.text.vocab], where=where))
+    notes: list[str] = []
+    if backend in ("auto", "trt"):
+        try:
+            return _trt_predictor(package, entry, tokenizer)
+        except BackendUnavailable as exc:
+            if backend == "trt":
+                raise
+            notes.append(f"TensorRT not used: {exc}")
     session, chosen = _session(package.data[entry.file], backend, entry.precision, threads, session_config)
-    return Predictor(_signature(manifest, entry), session, chosen, tokenizer, package.source)
+    return Predictor(_signature(manifest, entry), session, chosen, tokenizer, package.source, notes)
+
+
+def _trt_predictor(package: VerifiedPackage, entry: ModelEntry, tokenizer: Tokenizer | None) -> Predictor:
+    """The model on its packaged TensorRT engine for this GPU (``runtime/_trt.py``; never run here).
+
+    Raises:
+        BackendUnavailable: No engine is packaged for the model, TensorRT/Polygraphy/a GPU is missing, no engine
+            was built for this GPU and TensorRT version, or it does not load.
+    """
+    from seqdeploy.runtime import _trt
+
+    manifest = package.manifest
+    trt = manifest.trt_for(entry.name)
+    if trt is None:
+        raise BackendUnavailable(
+            f"the package has no TensorRT engine for model '{entry.name}' (engines come from 'seqdeploy compile' on "
+            "the target GPU; package the compiled export again)"
+        )
+    target = _trt.probe()
+    engine, why = _trt.select_engine(trt.engines, target)
+    if engine is None:
+        raise BackendUnavailable(
+            f"no packaged engine of {trt.name} runs here:\n  " + "\n  ".join(why) + "\nRebuild it on this GPU with "
+            "'seqdeploy compile DIR' and package again"
+        )
+    base = _signature(manifest, entry)
+    (blo, bhi), (tlo, thi) = trt.ranges["batch"], trt.ranges["seq"]
+    lo, hi = max(base.seq_range[0], tlo), min(base.seq_range[1], thi)
+    if blo > 1 or lo > hi:
+        raise BackendUnavailable(
+            f"engine {engine['file']}'s profile (batch {blo}..{bhi}, seq {tlo}..{thi}) does not cover batch 1 and "
+            f"the packaged lengths {list(base.seq_range)} of '{entry.name}'"
+        )
+    data = package.data.get(str(engine["file"]))
+    if data is None:
+        raise BackendUnavailable(f"the engine {engine['file']} was not read with the package (open it with engines)")
+    session = _trt.TrtSession(data, engine, trt.spec, make_runner=_TRT_RUNNER)
+    signature = dataclasses.replace(base, max_batch_size=min(base.max_batch_size, bhi), seq_range=(lo, hi))
+    return Predictor(signature, session, "trt", tokenizer, package.source)
+
+
+_TRT_RUNNER: Any = None
+"""The engine runner factory (``None``: Polygraphy's). Only the CPU tests replace it, with a fake engine."""
 
 
 def load(
@@ -578,8 +645,10 @@ def load(
         path: A package directory or its ``.tar.gz``.
         model: The model to load (default: the package's stateless fp32 model). Other models: the stream
             model ``NAME_stream`` and the variants ``NAME_int8``, ``NAME_fp16``.
-        backend: ``"auto"`` (CUDA if this onnxruntime has it and it initialises, else CPU; int8 always CPU),
-            ``"ort-cpu"`` or ``"ort-cuda"``.
+        backend: ``"auto"`` (a packaged TensorRT engine built for this GPU and TensorRT version, else ONNX
+            Runtime CUDA if this onnxruntime has it and it initialises, else CPU; int8 always CPU; the reasons
+            a faster one was not used are in ``Predictor.backend_notes``), ``"trt"`` (the engine or an error
+            saying why not), ``"ort-cpu"`` or ``"ort-cuda"``.
         threads: ONNX Runtime intra-op threads (``None``: its default).
         session_config: ONNX Runtime session config entries (``SessionOptions.add_session_config_entry``),
             e.g. ``{"session.intra_op.allow_spinning": "0"}`` for a server whose event loop shares the CPUs.
@@ -594,4 +663,5 @@ def load(
         raise UsageError(f"threads must be >= 1, got {threads}")
     if backend not in BACKENDS:
         raise UsageError(f"unknown runtime backend '{backend}'; choose one of {', '.join(BACKENDS)}")
-    return build_predictor(open_package(path, [model]), model, backend, threads, session_config=session_config)
+    package = open_package(path, [model], engines=backend in ("auto", "trt"))
+    return build_predictor(package, model, backend, threads, session_config=session_config)

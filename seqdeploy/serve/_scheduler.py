@@ -129,7 +129,9 @@ class Scheduler:
         s = model.settings
         self.model = model
         self.batching = batching
-        self.max_rows = max(1, s.max_batch_size)
+        # The runtime may accept fewer rows than the config (a TensorRT engine's profile): never merge beyond it.
+        runtime_rows = getattr(model.predictor.signature, "max_batch_size", s.max_batch_size)
+        self.max_rows = max(1, min(s.max_batch_size, runtime_rows))
         preferred = [p for p in s.preferred_batch_sizes if 0 < p <= self.max_rows]
         self.target_rows = max(preferred) if preferred else self.max_rows
         delay = s.queue_delay_us if queue_delay_us is None else queue_delay_us

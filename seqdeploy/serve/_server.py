@@ -50,7 +50,8 @@ class ServeOptions:
         package: Package directory or ``.tar.gz``.
         host: Address to bind (``127.0.0.1``: this machine only).
         port: TCP port (0: any free port, printed at start).
-        backend: Runtime backend (``auto``, ``ort-cpu``, ``ort-cuda``); int8 models always run on the CPU.
+        backend: Runtime backend (``auto``, ``ort-cpu``, ``ort-cuda``, ``trt``); int8 models always run on the CPU,
+            and ``trt`` applies to the models the package has an engine for (the others: ``auto``).
         threads: ONNX Runtime intra-op threads per model (``None``: its default).
         token: Bearer token required on every route but the health checks (``None``: no auth).
         max_body_bytes: Largest request body, compressed or not (``None``: derived from the package, the largest
@@ -115,7 +116,9 @@ def load_models(
     """
     from seqdeploy.runtime import build_predictor, open_package
 
-    verified = open_package(package, list(options.models) or None, configs=True)
+    verified = open_package(
+        package, list(options.models) or None, configs=True, engines=options.backend in ("auto", "trt")
+    )
     manifest = verified.manifest
     names = list(options.models) or list(manifest.models)
     out: dict[str, tuple[ServedModel, Scheduler]] = {}
@@ -139,6 +142,8 @@ def load_models(
             )
         # int8 graphs run on the CPU only (their config says KIND_CPU); an explicit ort-cuda applies to the rest.
         backend = "ort-cpu" if entry.precision == "int8" and options.backend == "ort-cuda" else options.backend
+        if backend == "trt" and manifest.trt_for(name) is None:
+            backend = "auto"  # the stream model and int8 have no engine; 'trt' is for the models that have one
         # By default no spin-waiting in ONNX Runtime's thread pool: after each run its threads would spin for a
         # while, taking the CPU the event loop needs to answer (2 vCPUs, 16 clients: ~+30 % requests/s). Spinning
         # wins back ~0.5 ms for a lone client (--ort-spin): docs/benchmarks.md.
@@ -250,7 +255,7 @@ def serve(options: ServeOptions, *, announce: Callable[[str], None] | None = Non
     server = _Server(config, on_signal=lambda: setattr(state, "ready", False))
     if announce is not None:
         listed = ", ".join(
-            f"{m.name} ({m.kind}, {s.__class__.__name__.removesuffix('Scheduler').lower()})"
+            f"{m.name} ({m.kind}, {s.__class__.__name__.removesuffix('Scheduler').lower()}, {m.predictor.backend})"
             for m, s in models.values()
         )
         announce(f"serving {options.package} on http://{shown}:{port} (models: {listed})")

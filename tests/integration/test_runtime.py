@@ -225,8 +225,10 @@ def test_models_backends_and_capabilities(pkg: Callable[[str], Path]) -> None:
     out = pkg("lstm_text")
     with pytest.raises(UsageError, match="has no model 'nope'; its models are lstm_text, lstm_text_int8"):
         load(out, model="nope")
-    with pytest.raises(UsageError, match="unknown runtime backend 'trt'"):
-        load(out, backend="trt")
+    with pytest.raises(UsageError, match="unknown runtime backend 'tensorrt'"):
+        load(out, backend="tensorrt")
+    with pytest.raises(BackendUnavailable, match="no TensorRT engine for model 'lstm_text'"):
+        load(out, backend="trt")  # a backend now; this package has no engines (see test_package_trt.py)
     with pytest.raises(BackendUnavailable, match="seqdeploy\\[gpu\\]"):
         load(out, backend="ort-cuda")
     with pytest.raises(UsageError, match="CPU only"):
