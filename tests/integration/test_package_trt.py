@@ -330,3 +330,32 @@ def test_a_narrower_engine_profile_narrows_what_the_runtime_accepts(
     # The session's own profile check (a caller going around the signature): named per axis, before any launch.
     with pytest.raises(InputError, match="outside the profile"):
         p.execute({"input": np.zeros((5, 3, 5), np.float32), "lengths": np.full(5, 3), **p.signature.zero_state(5)})
+
+
+def test_the_tensorrt_path_imports_no_torch(compiled: tuple[Path, Path]) -> None:
+    """The runtime's TensorRT path (probe, engine selection, layout conversion) with torch and onnx blocked."""
+    from tests.integration._packages import run_blocked
+
+    code = f"""
+import numpy as np
+import seqdeploy.runtime._predictor as pm, seqdeploy.runtime._trt as t
+from seqdeploy.errors import BackendUnavailable
+from seqdeploy.runtime import load
+p = load({str(compiled[1])!r})
+assert p.backend == "ort-cpu" and p.backend_notes, p.backend_notes
+class Fake:
+    def __init__(self, plan):
+        import onnxruntime as ort
+        self.s = ort.InferenceSession(plan, providers=["CPUExecutionProvider"])
+    def infer(self, feeds):
+        names = [o.name for o in self.s.get_outputs()]
+        return dict(zip(names, self.s.run(names, dict(feeds))))
+t.probe = lambda: t.TrtTarget("10.16.1.11", "7.5")
+pm._TRT_RUNNER = Fake
+p = load({str(compiled[1])!r}, backend="trt")
+assert p.backend == "trt"
+print(p.predict(np.zeros((2, 3, 5), np.float32))["h_n"].shape)
+"""
+    r = run_blocked(code, ("torch", "onnx", "onnxscript"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "(2, 1, 4)"
