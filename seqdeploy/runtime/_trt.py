@@ -166,7 +166,9 @@ class TrtSession:
             )
         with self._lock:
             outs = self._runner.infer(arrays)
-        got = to_batch_first(self.spec, {n: np.asarray(outs[n]) for n in output_names})
+            # Copied while the lock is held: Polygraphy's runner reuses its host buffers for the next call.
+            copied = {n: np.array(outs[n], copy=True) for n in output_names}
+        got = to_batch_first(self.spec, copied)
         return [got[n] for n in output_names]
 
     def close(self) -> None:
