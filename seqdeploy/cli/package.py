@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from seqdeploy.cli._options import max_memory_option
 from seqdeploy.errors import ParityError, UsageError
 
 
@@ -39,7 +40,13 @@ from seqdeploy.errors import ParityError, UsageError
 )
 @click.option("--tar", is_flag=True, help="Also write PKG.tar.gz (deterministic).")
 @click.option("--force", is_flag=True, help="Replace an existing package (only after the new one is proven).")
+@click.option(
+    "--no-engines",
+    is_flag=True,
+    help="Leave the bundle's TensorRT engines out (no NAME_trt/), e.g. for a Triton with another TensorRT.",
+)
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for the proof.")
+@max_memory_option
 @click.option(
     "--check", "check_path", type=click.Path(path_type=Path), help="Check an existing package (or .tar.gz) instead."
 )
@@ -55,7 +62,9 @@ def package_cmd(
     profile_json: Path | None,
     tar: bool,
     force: bool,
+    no_engines: bool,
     threads: int | None,
+    max_memory_gb: float | None,
     check_path: Path | None,
     as_json: bool,
 ) -> None:
@@ -91,6 +100,8 @@ def package_cmd(
         unk_token=unk_token,
         profile=profile_json,
         threads=threads,
+        max_memory_gb=max_memory_gb,
+        engines=not no_engines,
     )
     try:
         with Progress("proving packaged graphs") as bar:

@@ -89,7 +89,12 @@ def _render(result: dict[str, Any], head: str, texts: tuple[str, ...], labels: t
     type=click.Path(path_type=Path, dir_okay=False),
     help=".npz of batch-first arrays keyed by input name.",
 )
-@click.option("--backend", default="auto", show_default=True, help="auto, ort-cpu or ort-cuda.")
+@click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    help="auto (a packaged TensorRT engine for this GPU, else ORT CUDA, else CPU), trt, ort-cpu or ort-cuda.",
+)
 @click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def predict_cmd(
@@ -127,7 +132,12 @@ def predict_cmd(
             dict(raw) if raw is not None else dict(predictor.predict(**_predict_args(feeds, sig.spec.input_names)))
         )
     if as_json:
-        payload = {"model": sig.model, "backend": predictor.backend, **_jsonable(result)}
+        payload = {
+            "model": sig.model,
+            "backend": predictor.backend,
+            "backend_notes": list(predictor.backend_notes),
+            **_jsonable(result),
+        }
         click.echo(json.dumps(payload))
         return
     click.echo(f"{sig.model} ({sig.kind}, {sig.precision}, {predictor.backend})")

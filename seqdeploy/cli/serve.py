@@ -28,8 +28,9 @@ def _read_token(path: Path) -> str:
 @click.option(
     "--backend",
     default="auto",
-    type=click.Choice(["auto", "ort-cpu", "ort-cuda"]),
-    help="Runtime backend (int8 models always run on the CPU).",
+    type=click.Choice(["auto", "ort-cpu", "ort-cuda", "trt"]),
+    help="Runtime backend: auto picks a packaged TensorRT engine for this GPU, else ORT CUDA, else CPU "
+    "(int8 models always run on the CPU).",
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads per model.")
 @click.option(
@@ -38,7 +39,18 @@ def _read_token(path: Path) -> str:
     default=None,
     help="Require 'Authorization: Bearer <token>' (the file's content) on every route but /v2/health/*.",
 )
-@click.option("--max-body-mb", default=64.0, type=click.FloatRange(min=0.001), help="Largest request body (MiB).")
+@click.option(
+    "--max-body-mb",
+    default=None,
+    type=click.FloatRange(min=0.001),
+    help="Largest request body (MiB) [default: the largest valid request of the served models as JSON, >= 1 MiB].",
+)
+@click.option(
+    "--max-inflight-mb",
+    default=None,
+    type=click.FloatRange(min=0.001),
+    help="Request bodies held at once, read to reply (MiB); more wait, then 503 [default: 8 x the body limit].",
+)
 @click.option("--model", "models", multiple=True, help="Serve only this model (repeatable; default: all).")
 @click.option("--no-batching", is_flag=True, help="Execute every request alone (for comparisons).")
 @click.option("--instances", default=1, type=click.IntRange(1, 64), help="Executions at once per model.")
@@ -75,6 +87,12 @@ def _read_token(path: Path) -> str:
 @click.option(
     "--drain-timeout-s", default=30.0, type=click.FloatRange(min=0), help="On SIGTERM, time for requests in flight."
 )
+@click.option(
+    "--request-timeout-s",
+    default=300.0,
+    type=click.FloatRange(min=0.001),
+    help="How long a request may wait for its answer (queue, sequence slot, execution) before 503.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @click.option("--log-level", default="warning", type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve_cmd(
@@ -84,7 +102,8 @@ def serve_cmd(
     backend: str,
     threads: int | None,
     token_file: Path | None,
-    max_body_mb: float,
+    max_body_mb: float | None,
+    max_inflight_mb: float | None,
     models: tuple[str, ...],
     no_batching: bool,
     instances: int,
@@ -95,6 +114,7 @@ def serve_cmd(
     max_queue_delay_us: int | None,
     ort_spin: bool,
     drain_timeout_s: float,
+    request_timeout_s: float,
     access_log: bool,
     log_level: str,
 ) -> None:
@@ -113,7 +133,8 @@ def serve_cmd(
         backend=backend,
         threads=threads,
         token=_read_token(token_file) if token_file is not None else None,
-        max_body_bytes=int(max_body_mb * (1 << 20)),
+        max_body_bytes=int(max_body_mb * (1 << 20)) if max_body_mb is not None else None,
+        max_inflight_bytes=int(max_inflight_mb * (1 << 20)) if max_inflight_mb is not None else None,
         models=models,
         batching=not no_batching,
         instances=instances,
@@ -124,6 +145,7 @@ def serve_cmd(
         queue_delay_us=max_queue_delay_us,
         ort_spin=ort_spin,
         drain_timeout_s=drain_timeout_s,
+        request_timeout_s=request_timeout_s,
         log_level=log_level,
         access_log=access_log,
     )

@@ -90,6 +90,27 @@ def render_card(manifest: dict[str, Any], report: ParityReport) -> str:
         )
     if manifest["stream"]["model"] is None:
         out += ["", f"No stream model: {manifest['stream']['reason']}."]
+    trt = (manifest.get("trt") or {}).get("models") or {}
+    if trt:
+        out += [
+            "",
+            "## TensorRT engines",
+            "",
+            "Built and proven by `seqdeploy compile` on the GPU named (not re-run by `seqdeploy package`). They keep "
+            "the export's layout, so their Triton models have `max_batch_size: 0` (full shapes, no Triton "
+            "batching); each loads only on its compute capability with exactly its TensorRT version.",
+            "",
+            "| model | computes | precision | compute capability → plan | TensorRT | batch / T covered |",
+            "|---|---|---|---|---|---|",
+        ]
+        for mname, m in trt.items():
+            plans = ", ".join(f"{e['compute_capability']} → `{e['file'].rsplit('/', 1)[-1]}`" for e in m["engines"])
+            versions = ", ".join(sorted({str(e.get("tensorrt")) for e in m["engines"]}))
+            r = m["ranges"]
+            out.append(
+                f"| `{mname}` | `{m['for_model']}` | {m['precision']} | {plans} | {versions} | "
+                f"{r['batch'][0]}–{r['batch'][1]} / {r['seq'][0]}–{r['seq'][1]} |"
+            )
     out += [
         "",
         f"## Signature of `{manifest['default_model']}`",

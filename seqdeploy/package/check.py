@@ -8,25 +8,26 @@ Checks, in order (the first two gate the rest: nothing is parsed from a package 
    :func:`~seqdeploy.package.triton.check_model_config` against its graph;
 4. per model, ``<model> signature`` — the manifest's signature (what the runtime trusts) equals the
    graph's I/O: names, dtypes, dims;
-5. ``repository`` — every directory at the top of the package is a model the manifest lists (Triton
+5. per TensorRT model (``NAME_trt``), its ``config.pbtxt`` — parses with Triton's protobuf and agrees with
+   the recorded engines (:func:`~seqdeploy.package.engines.check_trt_config`: names, dtypes, full dims,
+   ``max_batch_size: 0``, ``cc_model_filenames`` vs the recorded compute capabilities and plan sha256s,
+   the profiles vs the recorded ranges); the engines themselves need TensorRT to open;
+6. ``repository`` — every directory at the top of the package is a model the manifest lists (Triton
    loads every directory of a repository as a model);
-6. ``vocabulary`` — the vocabulary has ``vocab_size`` distinct tokens.
+7. ``vocabulary`` — the vocabulary has ``vocab_size`` distinct tokens.
 
 Needs ``seqdeploy[cpu]`` (onnxruntime reads the graphs' I/O) and ``tritonclient`` (extra ``triton``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seqdeploy._lazy import require
 from seqdeploy.errors import BackendUnavailable, SeqdeployError
+from seqdeploy.package.engines import check_trt_config
 from seqdeploy.package.manifest import PACKAGE_MANIFEST, ModelEntry, read_manifest, verify_files
 from seqdeploy.package.triton import DTYPE_TO_TRITON, GraphIO, check_model_config, graph_io
 
@@ -101,23 +102,6 @@ def _signature_problems(entry: ModelEntry, io: GraphIO) -> list[str]:
     return problems
 
 
-@contextlib.contextmanager
-def _as_dir(path: Path) -> Iterator[Path]:
-    if path.is_dir():
-        yield path
-        return
-    from seqdeploy.runtime._archive import extract, is_archive
-
-    if not is_archive(path):
-        yield path  # read_manifest reports what it is not
-        return
-    tmp = Path(tempfile.mkdtemp(prefix="seqdeploy-check-"))
-    try:
-        yield extract(path, tmp / "x")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def check_package(path: str | Path, *, staging: bool = False) -> PackageCheck:
     """Run every package check (see the module docstring) and return the results; never raises for a
     failed check (an archive that cannot be read safely is reported as the ``archive`` check).
@@ -133,9 +117,15 @@ def check_package(path: str | Path, *, staging: bool = False) -> PackageCheck:
     # silently skipped.
     require("onnxruntime", extra="cpu", purpose="reading the packaged graphs' I/O")
     require("tritonclient.grpc.model_config_pb2", extra="triton", purpose="parsing config.pbtxt with Triton's schema")
-    report = PackageCheck(Path(path))
+    from seqdeploy.runtime._archive import is_archive, package_dir
+
+    src = Path(path)
+    report = PackageCheck(src)
+    if not src.is_dir() and not is_archive(src):
+        _check(report, src, staging=staging)  # read_manifest says what it is not
+        return report
     try:
-        with _as_dir(Path(path)) as root:
+        with package_dir(src, prefix="seqdeploy-check-") as root:
             _check(report, root, staging=staging)
     except BackendUnavailable:
         raise
@@ -176,18 +166,36 @@ def _check(report: PackageCheck, root: Path, *, staging: bool) -> None:
                 max_batch=entry.max_batch_size,
                 start=entry.start,
                 cpu_only=entry.precision == "int8",
+                merge=entry.merges_requests,
             ),
         )
         report.add(f"{name} signature (manifest vs graph)", _signature_problems(entry, io))
+    for name, trt in manifest.trt_models.items():
+        problems = check_trt_config(
+            root / name, spec=trt.spec, engines=trt.engines, ranges=trt.ranges, files=manifest.files
+        )
+        base = manifest.models[trt.for_model]
+        if sorted(base.spec.input_names) != sorted(trt.spec.input_names) or sorted(base.spec.output_names) != sorted(
+            trt.spec.output_names
+        ):
+            problems.append(
+                f"{name}: its tensors {list(trt.spec.input_names)} -> {list(trt.spec.output_names)} are not those of "
+                f"'{trt.for_model}' {list(base.spec.input_names)} -> {list(base.spec.output_names)}"
+            )
+        report.add(
+            f"{name}/config.pbtxt (Triton ModelConfig protobuf + checks against the recorded TensorRT engines: "
+            "the engines themselves cannot be opened without TensorRT)",
+            problems,
+        )
     extra = []
     for p in sorted(root.iterdir()):
-        if p.is_dir() and p.name not in manifest.models:
+        if p.is_dir() and p.name not in manifest.models and p.name not in manifest.trt_models:
             extra.append(f"directory '{p.name}' is not a model of the manifest (Triton would try to load it)")
         elif p.is_file() and p.name not in _TOP_FILES and not (staging and p.name.startswith(".")):
             extra.append(f"file '{p.name}' is not part of the package layout")
     extra.extend(
         f"model '{name}' has no directory with a config.pbtxt"
-        for name in manifest.models
+        for name in [*manifest.models, *manifest.trt_models]
         if not (root / name / "config.pbtxt").is_file()
     )
     report.add("repository layout (every top-level directory is a listed model)", extra)

@@ -20,6 +20,7 @@ meaning.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,7 +32,7 @@ from typing import Any, Literal
 
 from seqdeploy._atomic import STAGING_MARKER
 from seqdeploy.errors import IntegrityError, UsageError
-from seqdeploy.manifest import DIGEST_FIELD, manifest_digest
+from seqdeploy.manifest import DIGEST_FIELD, file_entry, manifest_digest, sha256
 from seqdeploy.spec import IOSpec, StatePair, TensorSpec
 
 __all__ = [
@@ -41,7 +42,9 @@ __all__ = [
     "ModelEntry",
     "PackageManifest",
     "TextSpec",
+    "TrtModelEntry",
     "file_table",
+    "merges_requests",
     "read_manifest",
     "sha256_bytes",
     "sha256_file",
@@ -61,13 +64,20 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_file = sha256
+"""Hex SHA-256 of a file, streamed: the bundle's own :func:`seqdeploy.manifest.sha256` (one implementation)."""
+
+
+def merges_requests(precision: str) -> bool:
+    """Whether requests to a model of ``precision`` may share one execution without changing their answers.
+
+    Not for int8: its graphs quantize activations dynamically (``DynamicQuantizeLinear``,
+    ``DynamicQuantizeLSTM``), with **one scale computed over the whole batch**, padding rows included, so a
+    row's result depends on the rows it runs with (measured: max |alone - batched| 5.4e-3 on a tiny
+    classifier). The int8 model's config has no ``dynamic_batching``, ``seqdeploy serve`` never merges its
+    requests, and the runtime runs each row of ``predict_ids``/``predict_text`` alone.
+    """
+    return precision != "int8"
 
 
 def valid_name(name: str) -> bool:
@@ -165,6 +175,11 @@ class ModelEntry:
         """State pairs (``h0 → h_n``) in I/O order."""
         return self.spec.state
 
+    @property
+    def merges_requests(self) -> bool:
+        """Whether separate requests may share one execution (see :func:`merges_requests`)."""
+        return merges_requests(self.precision)
+
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any]) -> ModelEntry:
         """Parse one ``models`` entry; ``KeyError``/``TypeError``/``ValueError`` on a malformed one."""
@@ -194,6 +209,63 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class TrtModelEntry:
+    """A TensorRT model of a package (``manifest["trt"]["models"][name]``, ``PKG/NAME_trt/``).
+
+    Attributes:
+        name: Triton model name = its directory.
+        for_model: The package model it computes (``NAME``, or ``NAME_fp16`` for fp16 engines): same tensors,
+            but in the bundle's layout.
+        precision: ``"fp32"`` or ``"fp16"``.
+        config: Package-relative path of its ``config.pbtxt``.
+        spec: The engines' I/O in the **bundle's** layout (time-major input when the export was, states with
+            the batch on axis 1): what the engine takes and returns.
+        ranges: ``{"batch": (lo, hi), "seq": (lo, hi)}`` that every engine's profile covers.
+        engines: Every engine as recorded (``file`` package-relative, ``compute_capability``, ``tensorrt``,
+            ``profiles``, ``plan_sha256``, ``onnx_sha256``, ``verified``, ...).
+        raw: The manifest entry as stored.
+    """
+
+    name: str
+    for_model: str
+    precision: str
+    config: str
+    spec: IOSpec
+    ranges: Mapping[str, tuple[int, int]]
+    engines: tuple[Mapping[str, Any], ...]
+    raw: Mapping[str, Any]
+
+    @classmethod
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> TrtModelEntry:
+        """Parse one ``trt.models`` entry; ``KeyError``/``TypeError``/``ValueError`` on a malformed one."""
+        spec = IOSpec(
+            inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
+            outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
+            state=tuple(StatePair(p["input"], p["output"]) for p in data["state"]),
+        )
+        engines = tuple(dict(e) for e in data["engines"])
+        if not engines:
+            raise ValueError(f"trt.models.{name} lists no engine")
+        for e in engines:
+            rel = _rel(e["file"])
+            if not rel.startswith(f"{name}/1/") or rel.count("/") != 2:
+                raise ValueError(f"trt.models.{name}: engine file {rel!r} is not inside {name}/1/")
+            if not isinstance(e.get("plan_sha256"), str) or not isinstance(e.get("compute_capability"), str):
+                raise TypeError(f"trt.models.{name}: engine {rel} needs plan_sha256 and compute_capability")
+        ranges = {axis: (int(data["ranges"][axis][0]), int(data["ranges"][axis][1])) for axis in ("batch", "seq")}
+        return cls(
+            name=name,
+            for_model=str(data["for_model"]),
+            precision=str(data["precision"]),
+            config=_rel(data["config"]),
+            spec=spec,
+            ranges=ranges,
+            engines=engines,
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
 class PackageManifest:
     """A parsed ``seqdeploy.json``.
 
@@ -210,6 +282,7 @@ class PackageManifest:
             with state inputs); a bidirectional model takes states but its backward half needs the whole
             sequence.
         files: ``{relative path: {"sha256", "bytes"}}``.
+        trt_models: The TensorRT models (``PKG/NAME_trt/``) by name; empty when the bundle had no engines.
     """
 
     path: Path
@@ -222,6 +295,11 @@ class PackageManifest:
     head: str
     streamable: bool
     files: Mapping[str, Mapping[str, Any]]
+    trt_models: Mapping[str, TrtModelEntry] = dataclasses.field(default_factory=dict)
+
+    def trt_for(self, model: str) -> TrtModelEntry | None:
+        """The TensorRT model that computes ``model`` (``NAME_trt`` for ``NAME``), or ``None``."""
+        return next((t for t in self.trt_models.values() if t.for_model == model), None)
 
     def model(self, name: str | None = None) -> ModelEntry:
         """The model called ``name`` (the default model when ``None``).
@@ -233,13 +311,24 @@ class PackageManifest:
         try:
             return self.models[key]
         except KeyError:
+            trt = self.trt_models.get(key)
+            if trt is not None:
+                raise UsageError(
+                    f"{self.path}: '{key}' is the TensorRT form of '{trt.for_model}': load model '{trt.for_model}' "
+                    "with backend 'trt' (or 'auto', which picks it on a GPU it was built for)"
+                ) from None
             raise UsageError(
                 f"{self.path}: package has no model '{key}'; its models are {', '.join(sorted(self.models))}"
             ) from None
 
 
 def _rel(path: object) -> str:
-    """A listed path, checked to be a relative POSIX path inside the package."""
+    """A listed path, checked to be a relative POSIX path inside the package.
+
+    A pure check of the manifest's string (no filesystem access, unlike :func:`seqdeploy.manifest.inside`,
+    which resolves symlinks under a root): it also refuses ``./x``, ``a//b`` and trailing slashes, so that
+    every listed path has exactly one spelling and matches the walk of the directory.
+    """
     if not isinstance(path, str) or not path:
         raise ValueError(f"expected a relative path, got {path!r}")
     p = PurePosixPath(path)
@@ -324,6 +413,15 @@ def read_manifest(path: str | Path, *, staging: bool = False) -> PackageManifest
         streamable = raw["model"]["streamable"]
         if not isinstance(streamable, bool):
             raise TypeError("model.streamable must be true or false")
+        trt_raw = (raw.get("trt") or {}).get("models") or {}
+        if isinstance(trt_raw, list):  # packages before TensorRT models were packaged: "models": []
+            trt_raw = {}
+        trt_models = {name: TrtModelEntry.from_dict(name, entry) for name, entry in trt_raw.items()}
+        for name, t in trt_models.items():
+            if not valid_name(name) or name in models:
+                raise ValueError(f"TensorRT model name {name!r} is not a valid directory name of its own")
+            if t.for_model not in models:
+                raise ValueError(f"trt.models.{name}.for_model {t.for_model!r} is not one of the models")
     except IntegrityError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -339,6 +437,7 @@ def read_manifest(path: str | Path, *, staging: bool = False) -> PackageManifest
         head=head,
         streamable=streamable,
         files=files,
+        trt_models=trt_models,
     )
 
 
@@ -417,8 +516,4 @@ def file_table(root: Path) -> dict[str, dict[str, Any]]:
     """``{relative path: {"sha256", "bytes"}}`` of every file under ``root`` except the manifest and the
     staging marker (writer side: ``root`` is the staging directory).
     """
-    return {
-        rel: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-        for rel, p in sorted(_walk(root, staging=True))
-        if rel != PACKAGE_MANIFEST
-    }
+    return {rel: file_entry(p) for rel, p in sorted(_walk(root, staging=True)) if rel != PACKAGE_MANIFEST}

@@ -10,8 +10,9 @@ compared (``output``, ``h_n``, ``c_n``, per-layer states too) with the tolerance
   out of request i of a sequence is fed to its request i+1; the first request of a sequence carries
   START = 1 and state memory pre-filled with NaN (Triton may hand over uninitialised memory); several
   sequences share each request batch with different START flags, change rows between requests, and a
-  new sequence takes the row a finished one left. Each sequence's concatenated outputs and final states
-  must equal one full-sequence reference run (from zero state).
+  new sequence takes the row a finished one left; chunk sizes spread over the packaged T range and
+  sequence lengths that are not multiples of them give padded rows. Each sequence's concatenated outputs
+  and final states must equal one full-sequence reference run (from zero state).
 
 Results go into a :class:`~seqdeploy.parity.report.ParityReport`; nothing raises per failure.
 """
@@ -120,22 +121,57 @@ class _Seq:
 
 @dataclass(frozen=True)
 class StreamPlan:
-    """The interleaving schedule: sequence lengths, their first request, rows per request, chunk sizes."""
+    """The interleaving schedule: sequence lengths, their first request, rows per request, chunk sizes, and
+    the packaged sequence range (no request is shorter than ``seq_min``: the runtime refuses those).
+    """
 
     lengths: tuple[int, ...]
     start_steps: tuple[int, ...]
     rows: int
     chunks: tuple[int, ...]
+    seq_min: int = 1
+    seq_max: int = 1 << 30
+
+
+_CHUNK_STEPS = (3, 1, 4, 2, 5)
+_LENGTHS = ((13, 2), (4, 1), (11, 3), (9, 0))  # (multiple of the minimum T, offset)
 
 
 def stream_plan(max_batch: int, seq_range: tuple[int, int]) -> StreamPlan:
     """Four sequences: two start together, a third joins them one request later (so one batch carries START
-    flags 0, 0, 1), a fourth starts in the row the shortest one left; chunks of 3, 1, 4, 2, 5 steps.
+    flags 0, 0, 1), a fourth starts in the row the shortest one left.
+
+    Chunk sizes are ``lo + (k - 1) × step`` for k = 3, 1, 4, 2, 5 (capped at ``hi``), with
+    ``step = max(1, min((hi - lo) // 8, lo))``: 3, 1, 4, 2, 5 for a minimum T of 1, and still five different
+    sizes when the minimum is large (5..40: 13, 5, 17, 9, 21). Sequence lengths are ``13·lo + 2``, ``4·lo + 1``,
+    ``11·lo + 3`` and ``9·lo`` — not multiples of the chunks, so rows run out at different steps and requests
+    carry padded rows (models with ``lengths``); every sequence spans several requests.
     """
     lo, hi = seq_range
-    chunks = tuple(min(max(c, lo), hi) for c in (3, 1, 4, 2, 5))
-    lengths = tuple(max(lo, 1) * k for k in (13, 4, 11, 9))
-    return StreamPlan(lengths=lengths, start_steps=(0, 0, 1, 2), rows=min(3, max_batch), chunks=chunks)
+    # At most lo, so that a chunk is at most 5·lo and every sequence (>= 4·lo + 1 steps) spans several requests.
+    step = max(1, min((hi - lo) // 8, lo))
+    chunks = tuple(min(hi, lo + (k - 1) * step) for k in _CHUNK_STEPS)
+    lengths = tuple(k * lo + off for k, off in _LENGTHS)
+    return StreamPlan(
+        lengths=lengths,
+        start_steps=(0, 0, 1, 2),
+        rows=min(3, max_batch),
+        chunks=chunks,
+        seq_min=lo,
+        seq_max=hi,
+    )
+
+
+def _take(chunk: int, remaining: int, plan: StreamPlan) -> int:
+    """Steps a sequence of a model without ``lengths`` sends in this request: the chunk, unless what would be
+    left is shorter than the packaged minimum (no request may be that short, and without ``lengths`` it cannot
+    be padded): then the rest goes along now (or ``seq_min`` is left for later).
+    """
+    n = min(chunk, remaining)
+    rest = remaining - n
+    if 0 < rest < plan.seq_min:
+        n = remaining if remaining <= plan.seq_max else remaining - plan.seq_min
+    return n
 
 
 def _run_requests(
@@ -161,13 +197,18 @@ def _run_requests(
         k = step % len(active)
         rows = active[k:] + active[:k]
         c = plan.chunks[step % len(plan.chunks)]
-        takes = [min(c, s.length - s.pos) for s in rows]
+        # With lengths a short last piece is a padded row (T never below the minimum: see t_req below);
+        # without, no request may be shorter than the packaged minimum.
+        takes = [min(c, s.length - s.pos) if spec.has("lengths") else _take(c, s.length - s.pos, plan) for s in rows]
         if spec.has("lengths"):
             groups = [list(range(len(rows)))]
         else:  # without lengths a padded row would read padding: one request per chunk length
             groups = [[i for i, n in enumerate(takes) if n == t] for t in sorted(set(takes))]
         for group in groups:
             t_req = max(takes[i] for i in group)
+            if spec.has("lengths"):
+                # Never a request shorter than the packaged minimum: pad it (its rows' lengths say so).
+                t_req = max(t_req, plan.seq_min)
             feeds: Arrays = {}
             x_parts = []
             for i in group:

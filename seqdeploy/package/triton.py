@@ -16,10 +16,12 @@ Triton's source (core ``model_config_utils.cc``, ``sequence_batch_scheduler.cc``
 * states: both names exist with the state's dtype and dims, one zero ``initial_state`` of fixed dims equal
   to the state's, and the state-name rule of server#8586 (sorting the input names and the output names must
   pair them exactly as configured);
-* warmup: every model input is covered (controls and implicit states included: warmup requests bypass the
-  sequence batcher, so nothing else supplies them), dims fully specified and matching, data files present
-  and large enough, ``lengths`` inside ``[1, T]`` and token ids inside the vocabulary (a warmup that fails
-  keeps the model from ever becoming READY).
+* warmup: a model with implicit state has **none** (Triton's warmup requests skip the scheduler, so only
+  ``sequence_batch_scheduler.cc`` would set their sequence state; without it the ONNX Runtime backend's
+  ``TRITONBACKEND_StateNew`` fails with "unable to add state ... State configuration is missing", warmup
+  fails and the model never loads). Every other model has one that covers every model input, with dims
+  fully specified and matching, data files present and large enough, ``lengths`` inside ``[1, T]`` and
+  token ids inside the vocabulary (a warmup that fails keeps the model from ever becoming READY).
 """
 
 from __future__ import annotations
@@ -33,15 +35,20 @@ from typing import Any
 import numpy as np
 
 from seqdeploy._lazy import require
-from seqdeploy.spec import BATCH, IOSpec, TensorSpec
+from seqdeploy.spec import IOSpec, TensorSpec
 
 __all__ = [
     "DTYPE_TO_TRITON",
+    "Enum",
     "GraphIO",
+    "Map",
+    "ScalarMap",
     "WarmupSample",
     "check_model_config",
+    "dtype_name",
     "graph_io",
     "parse_config",
+    "parse_config_text",
     "render_pbtxt",
     "stateless_config",
     "stream_config",
@@ -93,7 +100,11 @@ def _emit(fields: Mapping[str, Any], indent: int) -> list[str]:
     pad = "  " * indent
     lines: list[str] = []
     for key, value in fields.items():
-        if isinstance(value, Mapping) and getattr(value, "is_map", False):
+        if isinstance(value, Mapping) and getattr(value, "is_scalar_map", False):
+            # map<string, scalar> fields (cc_model_filenames) are repeated {key, value} entries too.
+            for k, v in value.items():
+                lines += [f"{pad}{key} {{", f"{pad}  key: {_scalar(k)}", f"{pad}  value: {_scalar(v)}", f"{pad}}}"]
+        elif isinstance(value, Mapping) and getattr(value, "is_map", False):
             # map<string, Message> fields are repeated {key, value} entries.
             for k, v in value.items():
                 lines.append(f"{pad}{key} {{")
@@ -122,6 +133,12 @@ class Map(dict[str, Any]):
     """A protobuf ``map<string, Message>`` field."""
 
     is_map = True
+
+
+class ScalarMap(dict[str, Any]):
+    """A protobuf ``map<string, scalar>`` field (``cc_model_filenames``)."""
+
+    is_scalar_map = True
 
 
 def render_pbtxt(fields: Mapping[str, Any], header: str = "") -> str:
@@ -194,9 +211,7 @@ def _warmup(spec: IOSpec, samples: Sequence[WarmupSample]) -> list[Any]:
             if t.name == "lengths":
                 entry["input_data_file"] = _lengths_file(s.seq)
             else:
-                # ids 0 (in every vocabulary), zero features, zero states, START = 0. States and START are
-                # given too: warmup requests bypass the sequence batcher (core backend_model_instance.cc),
-                # so nothing else would supply them and ONNX Runtime would refuse the run.
+                # ids 0 (in every vocabulary), zero features, zero states.
                 entry["zero_data"] = True
             inputs[t.name] = entry
         out.append({"name": s.name, "batch_size": s.batch_size, "count": 1, "inputs": inputs})
@@ -218,16 +233,21 @@ def stateless_config(
     max_batch: int,
     samples: Sequence[WarmupSample],
     cpu_only: bool = False,
+    merge: bool = True,
 ) -> dict[str, Any]:
-    """The config of a stateless batch-first model served with ``dynamic_batching``."""
+    """The config of a stateless batch-first model served with ``dynamic_batching`` (``merge``), or with
+    Triton's default scheduler, which runs every request alone (``merge=False``: int8, whose answers depend
+    on the rows they run with; :func:`seqdeploy.package.manifest.merges_requests`).
+    """
     cfg: dict[str, Any] = {
         "name": name,
         "platform": ONNX_PLATFORM,
         "max_batch_size": max_batch,
         "input": [_io(t) for t in spec.inputs],
         "output": [_io(t) for t in spec.outputs],
-        "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US},
     }
+    if merge:
+        cfg["dynamic_batching"] = {"max_queue_delay_microseconds": QUEUE_DELAY_US}
     if cpu_only:
         # ONNX Runtime's int8 recurrent ops have no CUDA kernel (pitfalls #22): run the instances on the CPU.
         cfg["instance_group"] = [{"count": 1, "kind": Enum("KIND_CPU")}]
@@ -241,12 +261,17 @@ def stream_config(
     *,
     start: str,
     max_batch: int,
-    samples: Sequence[WarmupSample],
 ) -> dict[str, Any]:
     """The config of a streaming model for the ``sequence_batching`` scheduler with implicit state.
 
     ``input[]`` lists the data inputs, ``output[]`` every output (states too, so a client can read them);
     the START control and the state inputs are graph inputs that Triton fills itself.
+
+    No ``model_warmup``: Triton's warmup requests skip the sequence batcher (core
+    ``backend_model_instance.cc`` ``GenerateWarmupData``; only ``sequence_batch_scheduler.cc`` calls
+    ``SetSequenceStates``), so they carry no sequence state and the ONNX Runtime backend's
+    ``TRITONBACKEND_StateNew`` refuses them ("State configuration is missing"): the warmup would fail and
+    the model would never load. The first request of the first sequence pays the session's start-up instead.
     """
     state_inputs = {p.input for p in spec.state}
     data_inputs = [t for t in spec.inputs if t.name not in state_inputs and t.name != start]
@@ -284,7 +309,6 @@ def stream_config(
             ],
             "state": states,
         },
-        "model_warmup": _warmup(spec, samples),
     }
 
 
@@ -329,22 +353,33 @@ def graph_io(model: bytes | str | Path) -> GraphIO:
     return GraphIO(conv(sess.get_inputs()), conv(sess.get_outputs()))
 
 
-def parse_config(path: Path) -> Any:
-    """Parse ``config.pbtxt`` with Triton's ``ModelConfig`` protobuf.
+def parse_config_text(text: str, *, extra: str = "triton") -> Any:
+    """Parse ``config.pbtxt`` text with Triton's ``ModelConfig`` protobuf — the one parser of configs that the
+    package checks and ``seqdeploy serve`` share.
+
+    Args:
+        text: The file's text.
+        extra: The extra named when tritonclient is missing (``triton``; ``serve`` for the server).
 
     Raises:
-        BackendUnavailable: tritonclient is not installed (extra ``triton``).
-        ValueError: The file does not parse; the message carries the protobuf error (line and column).
+        BackendUnavailable: tritonclient is not installed.
+        ValueError: The text does not parse; the message carries the protobuf error (line and column).
     """
-    mc = require("tritonclient.grpc.model_config_pb2", extra="triton", purpose="checking Triton configs")
-    text_format = require("google.protobuf.text_format", extra="triton", purpose="checking Triton configs")
+    mc = require("tritonclient.grpc.model_config_pb2", extra=extra, purpose="reading Triton model configs")
+    text_format = require("google.protobuf.text_format", extra=extra, purpose="reading Triton model configs")
     try:
-        return text_format.Parse(path.read_text(encoding="utf-8"), mc.ModelConfig())
+        return text_format.Parse(text, mc.ModelConfig())
     except text_format.ParseError as exc:
         raise ValueError(f"does not parse as Triton's ModelConfig: {exc}") from None
 
 
-def _dtype_name(cfg_enum: int) -> str:
+def parse_config(path: Path) -> Any:
+    """:func:`parse_config_text` of a ``config.pbtxt`` file."""
+    return parse_config_text(path.read_text(encoding="utf-8"))
+
+
+def dtype_name(cfg_enum: int) -> str:
+    """The ``TYPE_*`` name of a ``ModelConfig`` ``DataType`` value."""
     mc = require("tritonclient.grpc.model_config_pb2", extra="triton")
     return str(mc.DataType.Name(cfg_enum))
 
@@ -373,6 +408,7 @@ def check_model_config(
     max_batch: int,
     start: str | None,
     cpu_only: bool = False,
+    merge: bool = True,
 ) -> list[str]:
     """Every problem of ``MODEL/config.pbtxt`` against Triton's schema, its graph and the package manifest.
 
@@ -384,6 +420,8 @@ def check_model_config(
         max_batch: The manifest's ``max_batch_size``.
         start: The manifest's START control name (stream models).
         cpu_only: The model must run on CPU instances (int8).
+        merge: Requests may share an execution (``dynamic_batching``); ``False`` for int8, whose config must
+            have no scheduler at all (Triton's default runs each request alone).
 
     Returns:
         Problems, each naming the field and what was expected; empty when the config is sound.
@@ -415,8 +453,14 @@ def check_model_config(
     if cfg.max_batch_size < 1:
         c.add(f"{where}: max_batch_size must be >= 1: the graphs are batch-first and meant to be batched")
     scheduling = cfg.WhichOneof("scheduling_choice")
-    want = "dynamic_batching" if kind == "stateless" else "sequence_batching"
-    if scheduling != want:
+    want = ("dynamic_batching" if merge else None) if kind == "stateless" else "sequence_batching"
+    if scheduling != want and not merge:
+        c.add(
+            f"{where}: scheduler is {scheduling!r}, but requests to this model must never be merged: its dynamic "
+            "int8 quantization computes one scale over the whole batch, so a request's answer would depend on its "
+            "batch companions; remove the scheduler (Triton's default runs each request alone)"
+        )
+    elif scheduling != want:
         c.add(f"{where}: scheduler is {scheduling!r}, a {kind} model needs '{want}'")
     for size in cfg.dynamic_batching.preferred_batch_size:
         if not 0 < size <= cfg.max_batch_size:
@@ -500,7 +544,7 @@ def _check_tensor(
         c.add(f"{where}: {side} '{t.name}' is not an {side} of the graph (graph {side}s: {sorted(graph)})")
         return
     dtype, dims = graph[t.name]
-    cfg_dtype = _dtype_name(t.data_type)
+    cfg_dtype = dtype_name(t.data_type)
     if cfg_dtype != dtype:
         c.add(f"{where}: {side} '{t.name}' is {cfg_dtype} in the config but {dtype} in the graph")
     shape = list(t.reshape.shape) if t.HasField("reshape") else list(t.dims)
@@ -517,7 +561,7 @@ def _check_tensor(
 
 def _check_state(c: _Ctx, where: str, st: Any, io: GraphIO, cfg_inputs: Mapping[str, Any]) -> None:
     name = st.input_name
-    dtype = _dtype_name(st.data_type)
+    dtype = dtype_name(st.data_type)
     dims = list(st.dims)
     if name in cfg_inputs:
         c.add(f"{where}: state input '{name}' is also listed in input[]; Triton supplies implicit state itself")
@@ -540,7 +584,7 @@ def _check_state(c: _Ctx, where: str, st: Any, io: GraphIO, cfg_inputs: Mapping[
     if not init.name:
         c.add(f"{where}: initial_state of '{name}' needs a name (Triton refuses an empty one)")
     if init.data_type != st.data_type:
-        c.add(f"{where}: initial_state of '{name}' has data type {_dtype_name(init.data_type)}, the state {dtype}")
+        c.add(f"{where}: initial_state of '{name}' has data type {dtype_name(init.data_type)}, the state {dtype}")
     if list(init.dims) != dims or any(d < 1 for d in init.dims):
         c.add(
             f"{where}: initial_state dims {list(init.dims)} of '{name}' must be fixed and equal the state dims {dims}"
@@ -550,6 +594,14 @@ def _check_state(c: _Ctx, where: str, st: Any, io: GraphIO, cfg_inputs: Mapping[
 
 
 def _check_warmup(c: _Ctx, where: str, cfg: Any, io: GraphIO, spec: IOSpec, model_dir: Path) -> None:
+    if cfg.sequence_batching.state:
+        if cfg.model_warmup:
+            c.add(
+                f"{where}: model_warmup on a model with implicit state: Triton's warmup requests skip the sequence "
+                "batcher and carry no sequence state, so the ONNX Runtime backend refuses them ('State "
+                "configuration is missing'), the warmup fails and the model never loads; remove model_warmup"
+            )
+        return
     if not cfg.model_warmup:
         c.add(f"{where}: no model_warmup: first requests would pay the session's start-up cost")
         return
@@ -562,14 +614,14 @@ def _check_warmup(c: _Ctx, where: str, cfg: Any, io: GraphIO, spec: IOSpec, mode
             c.add(f"{label}: batch_size {w.batch_size} must be in [1, max_batch_size]")
         missing = sorted(set(io.inputs) - set(w.inputs))
         if missing:
-            c.add(f"{label}: does not cover the graph inputs {missing} (controls and states included)")
+            c.add(f"{label}: does not cover the graph inputs {missing} (warmup must give every model input)")
         seq = None
         for key, inp in w.inputs.items():
             if key not in io.inputs:
                 c.add(f"{label}: input '{key}' is not an input of the graph")
                 continue
             gdtype, gdims = io.inputs[key]
-            dtype = _dtype_name(inp.data_type)
+            dtype = dtype_name(inp.data_type)
             if dtype != gdtype:
                 c.add(f"{label}: input '{key}' is {dtype}, the graph takes {gdtype}")
             dims = list(inp.dims)
@@ -580,7 +632,7 @@ def _check_warmup(c: _Ctx, where: str, cfg: Any, io: GraphIO, spec: IOSpec, mode
                 c.add(f"{label}: input '{key}' dims {dims} do not fit the graph's {list(gdims)}")
             if key == "input" and spec.has("input") and spec.tensor("input").seq_axis == 1 and dims:
                 seq = dims[0]
-            _check_warmup_data(c, label, key, inp, dims, dtype, spec, model_dir, w)
+            _check_warmup_data(c, label, key, inp, dims, dtype, spec, model_dir)
         if spec.has("lengths") and "lengths" in w.inputs and seq is not None:
             values = _warmup_values(w.inputs["lengths"], model_dir, "TYPE_INT64")
             if values is not None and (values.size == 0 or values.min() < 1 or values.max() > seq):
@@ -601,7 +653,7 @@ def _warmup_values(inp: Any, model_dir: Path, dtype: str) -> np.ndarray | None:
 
 
 def _check_warmup_data(
-    c: _Ctx, label: str, key: str, inp: Any, dims: list[int], dtype: str, spec: IOSpec, model_dir: Path, w: Any
+    c: _Ctx, label: str, key: str, inp: Any, dims: list[int], dtype: str, spec: IOSpec, model_dir: Path
 ) -> None:
     which = inp.WhichOneof("input_data_type")
     if which is None:
@@ -623,9 +675,3 @@ def _check_warmup_data(
         lo, hi = t.value_range
         if values is not None and isinstance(hi, int) and (values.min() < lo or values.max() > hi):
             c.add(f"{label}: input '{key}' warmup values must lie in [{lo}, {hi}]")
-    del w
-
-
-def batch_first(spec: IOSpec) -> bool:
-    """Whether every tensor of ``spec`` has its batch on axis 0."""
-    return all(t.dims and t.dims[0] == BATCH for t in (*spec.inputs, *spec.outputs))

@@ -36,6 +36,14 @@ from seqdeploy._atomic import staged_dir, staged_file
 from seqdeploy._lazy import require
 from seqdeploy.errors import InternalError, Interrupted, ParityError, UsageError
 from seqdeploy.manifest import DIGEST_FIELD, MANIFEST, Bundle, library_versions, manifest_digest, sha256
+from seqdeploy.package.engines import (
+    TRT_PLATFORM,
+    PackagedEngine,
+    engines_to_package,
+    profile_ranges,
+    trt_config,
+    trt_model_name,
+)
 from seqdeploy.package.layout import START, axis_meanings, batch_first_spec, stream_spec
 from seqdeploy.package.manifest import (
     PACKAGE_FORMAT,
@@ -43,6 +51,7 @@ from seqdeploy.package.manifest import (
     PACKAGE_SCHEMA_VERSION,
     TextSpec,
     file_table,
+    merges_requests,
     valid_name,
 )
 from seqdeploy.package.triton import (
@@ -80,6 +89,9 @@ class PackageOptions:
         profile: A ``seqdeploy profile --json`` report of the bundle, summarised in the manifest and card.
         threads: ONNX Runtime / torch threads for the proof.
         seed: Seed of the proof's random feeds.
+        max_memory_gb: Memory limit of the proof's largest case (default: :mod:`seqdeploy.budget`'s).
+        engines: Package the bundle's proven TensorRT engines as ``NAME_trt/`` (``--no-engines``: leave them
+            out, e.g. for a Triton whose TensorRT version differs).
     """
 
     name: str | None = None
@@ -92,6 +104,8 @@ class PackageOptions:
     profile: Path | None = None
     threads: int | None = None
     seed: int = 0
+    max_memory_gb: float | None = None
+    engines: bool = True
 
 
 @dataclass(frozen=True)
@@ -368,10 +382,41 @@ def _stream_output_mode(bundle: Bundle) -> str | None:
     return "last" if bundle.config.model.head.pooling in ("last", "output_last") else None
 
 
+def _check_budget(bundle: Bundle, max_batch: int, max_memory_gb: float | None) -> None:
+    """Refuse a proof whose largest case cannot fit, before a graph is built (``--max-memory-gb``).
+
+    The proof holds the feeds and reference outputs of every stateless case at once (``_reference_cases``),
+    plus one case's packaged-graph outputs and comparisons; the stream proof runs the reference on each
+    whole sequence at batch 1.
+    """
+    from seqdeploy.budget import check_sweep_budget
+    from seqdeploy.package.prove import stateless_cases, stream_plan
+
+    cfg = bundle.config
+    batches, seqs = stateless_cases(max_batch, cfg.shapes.seq)
+    shapes = [(b, s) for b in batches for s in seqs]
+    if bundle.streamable:
+        shapes.append((1, max(stream_plan(max_batch, (cfg.shapes.seq[0], cfg.shapes.seq[2])).lengths)))
+    check_sweep_budget(
+        bundle.specs["sequence"],
+        shapes,
+        None if bundle.is_python else cfg.model,
+        sum(int(e["bytes"]) for e in bundle.manifest["files"].values()),
+        copies=6 + 2 * len(shapes),
+        what=f"the package proof (--max-batch {max_batch}, [shapes] seq max {cfg.shapes.seq[2]})",
+        max_memory_gb=max_memory_gb,
+    )
+
+
 def _prove(
-    bundle: Bundle, graphs: list[_Graph], stage: Path, max_batch: int, opts: PackageOptions, progress: Progress | None
+    bundle: Bundle,
+    ref: Any,
+    graphs: list[_Graph],
+    stage: Path,
+    max_batch: int,
+    opts: PackageOptions,
+    progress: Progress | None,
 ) -> tuple[ParityReport, dict[str, dict[str, Any]]]:
-    from seqdeploy.backends import make_runner
     from seqdeploy.package.prove import prove_stateless, prove_stream, stream_plan
 
     spec = bundle.specs["sequence"]
@@ -379,43 +424,42 @@ def _prove(
     report = ParityReport(reference="torch", backends=[g.name for g in graphs], seed=opts.seed)
     summaries: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
-    with make_runner("torch", bundle, "sequence", threads=opts.threads) as ref:
-        cases, batches, seqs = _reference_cases(bundle, ref, max_batch, opts.seed)
-        for k, g in enumerate(graphs):
-            tol = DEFAULT_TOLERANCES[g.precision]
-            before = len(report.cases)
-            path = stage / g.file
-            if g.kind == "stream":
-                assert g.start is not None
-                plan = stream_plan(max_batch, (lo, hi))
-                prove_stream(
-                    report, g.name, path, g.spec, g.start, ref, spec, plan, tol,
-                    compare_output=_stream_output_mode(bundle), seed=opts.seed, threads=opts.threads,
-                )  # fmt: skip
-                shapes = {
-                    "rows_per_request": plan.rows,
-                    "sequence_lengths": list(plan.lengths),
-                    "chunks": list(plan.chunks),
-                }
-            else:
-                prove_stateless(report, g.name, path, g.spec, spec, cases, tol, threads=opts.threads)
-                shapes = {"batches": batches, "seqs": seqs}
-            mine = report.cases[before:]
-            summaries[g.name] = {
-                "passed": bool(mine) and all(c.passed for c in mine),
-                "reference": "torch (the bundle's PyTorch runner, fp32)",
-                "backend": "onnxruntime CPUExecutionProvider",
-                "mode": "stream" if g.kind == "stream" else "batch-first",
-                "comparisons": len(mine),
-                "max_abs": {
-                    n: max((c.tensors[n].max_abs for c in mine if n in c.tensors), default=0.0)
-                    for n in dict.fromkeys(n for c in mine for n in c.tensors)
-                },
-                "tolerance": {"atol": tol.atol, "rtol": tol.rtol},
-                **shapes,
+    cases, batches, seqs = _reference_cases(bundle, ref, max_batch, opts.seed)
+    for k, g in enumerate(graphs):
+        tol = DEFAULT_TOLERANCES[g.precision]
+        before = len(report.cases)
+        path = stage / g.file
+        if g.kind == "stream":
+            assert g.start is not None
+            plan = stream_plan(max_batch, (lo, hi))
+            prove_stream(
+                report, g.name, path, g.spec, g.start, ref, spec, plan, tol,
+                compare_output=_stream_output_mode(bundle), seed=opts.seed, threads=opts.threads,
+            )  # fmt: skip
+            shapes = {
+                "rows_per_request": plan.rows,
+                "sequence_lengths": list(plan.lengths),
+                "chunks": list(plan.chunks),
             }
-            if progress is not None:
-                progress(k + 1, len(graphs))
+        else:
+            prove_stateless(report, g.name, path, g.spec, spec, cases, tol, threads=opts.threads)
+            shapes = {"batches": batches, "seqs": seqs}
+        mine = report.cases[before:]
+        summaries[g.name] = {
+            "passed": bool(mine) and all(c.passed for c in mine),
+            "reference": "torch (the bundle's PyTorch runner, fp32)",
+            "backend": "onnxruntime CPUExecutionProvider",
+            "mode": "stream" if g.kind == "stream" else "batch-first",
+            "comparisons": len(mine),
+            "max_abs": {
+                n: max((c.tensors[n].max_abs for c in mine if n in c.tensors), default=0.0)
+                for n in dict.fromkeys(n for c in mine for n in c.tensors)
+            },
+            "tolerance": {"atol": tol.atol, "rtol": tol.rtol},
+            **shapes,
+        }
+        if progress is not None:
+            progress(k + 1, len(graphs))
     report.duration_s = time.perf_counter() - t0
     return report, summaries
 
@@ -437,7 +481,13 @@ def _model_entry(
         "file": g.file,
         "config": f"{g.name}/config.pbtxt",
         "source_graph": g.source,
-        "scheduler": "sequence_batching" if g.kind == "stream" else "dynamic_batching",
+        "scheduler": (
+            "sequence_batching"
+            if g.kind == "stream"
+            else "dynamic_batching"
+            if merges_requests(g.precision)
+            else "none"  # int8: each request alone (package.manifest.merges_requests)
+        ),
         "max_batch_size": max_batch,
         "ranges": {"batch": [1, max_batch], "seq": list(seq)},
         "inputs": [_tensor_entry(t, head) for t in g.spec.inputs],
@@ -449,7 +499,7 @@ def _model_entry(
                 t.name for t in g.spec.inputs if g.kind != "stream" or (t.name not in states and t.name != g.start)
             ],
             "implicit_state": g.kind == "stream",
-            "warmup": [s.name for s in samples],
+            "warmup": [s.name for s in samples] if g.kind != "stream" else [],
         },
         "tolerance": parity["tolerance"],
         "parity": parity,
@@ -535,6 +585,7 @@ def write_package(
     if max_batch < 1:
         raise UsageError(f"--max-batch must be >= 1, got {max_batch}")
     variants = _variants(opts.variants)
+    _check_budget(bundle, max_batch, opts.max_memory_gb)
     vocab_path, text_reason = _vocab_file(bundle, opts.vocab)
     text, vocab_bytes = _text_spec(bundle, vocab_path, opts.unk_token) if vocab_path is not None else (None, b"")
     latency = _latency(opts.profile)
@@ -544,28 +595,38 @@ def write_package(
     if archive is not None:
         _check_archive_target(archive, opts.force, out.name)
     warnings: list[str] = []
-    if bundle.manifest.get("trt"):
-        # The bundle's TensorRT plan (compile --plan-only) targets its own graph, whose I/O is not batch-first
-        # everywhere: an engine for Triton must be built from the packaged NAME/1/model.onnx instead.
+    if bundle.manifest.get("trt") and not bundle.manifest.get("engines"):
         warnings.append(
-            "the bundle's TensorRT plan/kit is not packaged (this version packages ONNX graphs only); build "
-            f"Triton engines from the batch-first {name}/1/model.onnx of the package, not from the bundle's graph"
+            "the bundle has a TensorRT plan/kit (compile --plan-only) but no engine: a kit is not packaged; build the "
+            "engine on the target GPU with 'seqdeploy compile DIR' and package again to get NAME_trt/"
         )
     seq_range = (cfg.shapes.seq[0], cfg.shapes.seq[2])
     with contextlib.ExitStack() as stack:
         tar_tmp = stack.enter_context(staged_file(archive)) if archive is not None else None
         stage = stack.enter_context(staged_dir(out, force=opts.force, kind=PACKAGE_MANIFEST))
         try:
-            # Under the bundle's read lock, and only if it is still the bundle whose hashes were checked:
-            # the graphs are read and the reference loaded from exactly what Bundle.load verified.
-            with bundle.snapshot():
-                source_manifest_sha = sha256(bundle.path / MANIFEST)
-                graphs, stream_reason = _build_graphs(bundle, name, variants)
+            from seqdeploy.backends import make_runner
+
+            with contextlib.ExitStack() as runners:
+                # Under the bundle's read lock, and only if it is still the bundle whose hashes were checked:
+                # the graphs are read and the reference loaded from exactly what Bundle.load verified. The
+                # lock is held only for that: the proof runs on what is in memory, so an 'export --force',
+                # 'optimize' or 'compile' of the bundle meanwhile commits at once instead of waiting on us.
+                with bundle.snapshot():
+                    source_manifest_sha = sha256(bundle.path / MANIFEST)
+                    graphs, stream_reason = _build_graphs(bundle, name, variants)
+                    engines: list[PackagedEngine] = []
+                    if opts.engines:
+                        engines, skipped = engines_to_package(
+                            bundle.manifest, lambda rel: bundle.file(rel).read_bytes(), precisions=variants
+                        )
+                        warnings.extend(skipped)
+                    ref = runners.enter_context(make_runner("torch", bundle, "sequence", threads=opts.threads))
                 for g in graphs:
                     _check_onnx(g)
                     (stage / g.name / "1").mkdir(parents=True)
                     (stage / g.file).write_bytes(g.model.SerializeToString())
-                report, parity = _prove(bundle, graphs, stage, max_batch, opts, progress)
+                report, parity = _prove(bundle, ref, graphs, stage, max_batch, opts, progress)
         except KeyboardInterrupt:
             raise Interrupted(
                 "interrupted while building and proving the packaged graphs; nothing was written"
@@ -574,24 +635,29 @@ def write_package(
             raise ParityError(f"package proof failed, nothing was written: {report.summary()}", report)
         samples = warmup_samples(max_batch, seq_range, cfg.shapes.seq[1])
         models: dict[str, Any] = {}
+        header = f"Generated by seqdeploy {__version__} ('seqdeploy package'); its sha256 is in ../{PACKAGE_MANIFEST}."
         for g in graphs:
             if g.kind == "stream":
                 assert g.start is not None
-                config = stream_config(g.name, g.spec, start=g.start, max_batch=max_batch, samples=samples)
+                config = stream_config(g.name, g.spec, start=g.start, max_batch=max_batch)
             else:
                 config = stateless_config(
-                    g.name, g.spec, max_batch=max_batch, samples=samples, cpu_only=g.precision == "int8"
+                    g.name,
+                    g.spec,
+                    max_batch=max_batch,
+                    samples=samples,
+                    cpu_only=g.precision == "int8",
+                    merge=merges_requests(g.precision),
                 )
-            header = (
-                f"Generated by seqdeploy {__version__} ('seqdeploy package'); its sha256 is in ../{PACKAGE_MANIFEST}."
-            )
             (stage / g.name / "config.pbtxt").write_text(render_pbtxt(config, header), encoding="utf-8")
-            files = warmup_files(g.spec, samples)
+            # A stream model has no warmup (implicit state: triton.stream_config), so no warmup data either.
+            files = warmup_files(g.spec, samples) if g.kind != "stream" else {}
             if files:
                 (stage / g.name / "warmup").mkdir()
                 for fname, data in files.items():
                     (stage / g.name / "warmup" / fname).write_bytes(data)
             models[g.name] = _model_entry(g, max_batch, seq_range, parity[g.name], cfg.model.head.task, samples)
+        trt_models = _write_engines(stage, bundle, name, engines, header, warnings)
         if text is not None:
             (stage / text.vocab).write_bytes(vocab_bytes)
         stream_name = next((g.name for g in graphs if g.kind == "stream"), None)
@@ -617,7 +683,7 @@ def write_package(
             "tolerances": {p: {"atol": t.atol, "rtol": t.rtol} for p, t in DEFAULT_TOLERANCES.items()},
             "latency": latency,
             "versions": library_versions("seqdeploy", "torch", "onnx", "onnxruntime", "numpy", "tritonclient"),
-            "trt": {"models": [], "note": "TensorRT plans are not packaged by this version (ONNX graphs only)"},
+            "trt": {"models": trt_models, "note": TRT_NOTE},
         }
         from seqdeploy.package.card import render_card
 
@@ -632,6 +698,83 @@ def write_package(
 
             write_tar(stage, tar_tmp, root=out.name, skip=frozenset({STAGING_MARKER}))
     return PackageResult(out, archive, manifest, report, tuple(warnings), time.perf_counter() - start)
+
+
+TRT_NOTE = (
+    "TensorRT engines are the ones 'seqdeploy compile' built and proved on the target GPU from the bundle's graph; "
+    "they keep the bundle's layout, so their Triton models have max_batch_size 0 (no Triton batching: server#808). "
+    "An engine loads only on the compute capability and with the exact TensorRT version that built it; elsewhere "
+    "start tritonserver with --exit-on-error=false or load the other models explicitly."
+)
+
+
+def _trt_tensor(t: Any, head: str) -> dict[str, Any]:
+    """A bundle-layout tensor's manifest entry: dims as exported, axes meanings moved from batch-first."""
+    from seqdeploy.package.layout import outer_perm
+    from seqdeploy.spec import TensorSpec
+
+    perm = outer_perm(t)
+    bf = TensorSpec(t.name, t.dtype, tuple(t.dims[i] for i in perm), t.value_range)
+    meanings = axis_meanings(bf, head=head)
+    axes = [""] * t.rank
+    for i, p in enumerate(perm):
+        axes[p] = meanings[i]
+    out: dict[str, Any] = dict(t.to_dict())
+    out["axes"] = axes
+    return out
+
+
+def _write_engines(
+    stage: Path, bundle: Bundle, name: str, engines: list[PackagedEngine], header: str, warnings: list[str]
+) -> dict[str, Any]:
+    """``NAME_trt/`` (and ``NAME_trt_fp16/``): the plan files, ``config.pbtxt`` and their manifest entries."""
+    spec = bundle.specs["sequence"]
+    head = bundle.config.model.head.task
+    out: dict[str, Any] = {}
+    for precision in dict.fromkeys(e.precision for e in engines):
+        group = [e for e in engines if e.precision == precision]
+        model = trt_model_name(name, precision)
+        try:
+            ranges = profile_ranges(spec, [e.entry for e in group])
+        except ValueError as exc:
+            warnings.append(f"TensorRT engines of {model} are not packaged: {exc}")
+            continue
+        (stage / model / "1").mkdir(parents=True)
+        for e in group:
+            (stage / model / "1" / e.basename).write_bytes(e.data)
+        config = trt_config(model, spec, group)
+        (stage / model / "config.pbtxt").write_text(render_pbtxt(config, header), encoding="utf-8")
+        out[model] = {
+            "for_model": name if precision == "fp32" else f"{name}_{precision}",
+            "precision": precision,
+            "platform": TRT_PLATFORM,
+            "config": f"{model}/config.pbtxt",
+            "max_batch_size": 0,
+            "layout": "the bundle's (as exported): input "
+            + ("batch-first" if spec.tensor("input").batch_axis == 0 else "time-major")
+            + ", states with the batch on axis 1",
+            "inputs": [_trt_tensor(t, head) for t in spec.inputs],
+            "outputs": [_trt_tensor(t, head) for t in spec.outputs],
+            "state": [{"input": p.input, "output": p.output} for p in spec.state],
+            "ranges": ranges,
+            "engines": [
+                {
+                    **{k: v for k, v in e.entry.items() if k != "file"},
+                    "file": f"{model}/1/{e.basename}",
+                    "source_file": e.entry["file"],
+                }
+                for e in group
+            ],
+            "triton": {"cc_model_filenames": {e.compute_capability: e.basename for e in group}, "batching": False},
+            "parity": {
+                "passed": True,
+                "reference": "torch (the bundle's PyTorch runner, fp32)",
+                "proven_by": "seqdeploy compile on the GPU that built each engine (verify --backends torch,trt); not "
+                "re-run by seqdeploy package, which has no TensorRT",
+                "engines": {f"{model}/1/{e.basename}": e.entry.get("verified") for e in group},
+            },
+        }
+    return out
 
 
 def _self_check(stage: Path) -> None:

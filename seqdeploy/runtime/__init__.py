@@ -13,12 +13,33 @@ onnx (a test runs it with torch blocked). ::
 
 A :class:`Predictor` is safe to share between threads; a :class:`Stream` belongs to one caller. Servers
 use :meth:`Predictor.run` (complete feeds, START and states included) on the stream model
-``NAME_stream`` to drive many sequences in one batch.
+``NAME_stream`` to drive many sequences in one batch (or :meth:`Predictor.check` per request, then
+:meth:`Predictor.execute` on the merged batch). :func:`open_package` + :func:`build_predictor` check a
+package's files once and build several predictors from the same verified bytes.
 """
 
 from __future__ import annotations
 
 from seqdeploy.runtime._archive import extract
-from seqdeploy.runtime._predictor import BACKENDS, Predictor, Signature, Stream, load
+from seqdeploy.runtime._predictor import (
+    BACKENDS,
+    Predictor,
+    Signature,
+    Stream,
+    VerifiedPackage,
+    build_predictor,
+    load,
+    open_package,
+)
 
-__all__ = ["BACKENDS", "Predictor", "Signature", "Stream", "extract", "load"]
+__all__ = [
+    "BACKENDS",
+    "Predictor",
+    "Signature",
+    "Stream",
+    "VerifiedPackage",
+    "build_predictor",
+    "extract",
+    "load",
+    "open_package",
+]

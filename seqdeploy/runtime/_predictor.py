@@ -7,30 +7,40 @@ links, the manifest's own digest), and the graph is loaded from exactly the byte
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from seqdeploy._atomic import reading
 from seqdeploy._lazy import require
 from seqdeploy.errors import BackendUnavailable, InputError, IntegrityError, UsageError
 from seqdeploy.feeds import check_feeds
-from seqdeploy.package.manifest import ModelEntry, PackageManifest, read_manifest, verify_files
-from seqdeploy.runtime._archive import extract, is_archive
+from seqdeploy.package.manifest import ModelEntry, PackageManifest, merges_requests, read_manifest, verify_files
+from seqdeploy.runtime._archive import package_dir
+from seqdeploy.runtime._ort import ort_session
 from seqdeploy.runtime._text import Tokenizer, parse_vocab
 from seqdeploy.spec import BATCH, SEQ, IOSpec, StatePair, TensorSpec
 
-__all__ = ["BACKENDS", "Predictor", "Signature", "Stream", "load"]
+__all__ = [
+    "BACKENDS",
+    "Predictor",
+    "Signature",
+    "Stream",
+    "VerifiedPackage",
+    "build_predictor",
+    "load",
+    "open_package",
+]
 
-BACKENDS = ("auto", "ort-cpu", "ort-cuda")
-"""Runtime backends. ``auto``: ONNX Runtime CUDA when this onnxruntime has it (and the model is not int8),
-else the CPU. The int8 and fp16 variants are separate models of the package, chosen by name."""
+BACKENDS = ("auto", "ort-cpu", "ort-cuda", "trt")
+"""Runtime backends. ``auto``: a packaged TensorRT engine built for this GPU's compute capability with this
+TensorRT version (``PKG/NAME_trt``), else ONNX Runtime CUDA when this onnxruntime has it and it initialises
+(and the model is not int8), else the CPU. ``trt`` asks for the engine and fails with the reason when it cannot
+run (the TensorRT path has never run: no machine here has TensorRT; see ``runtime/_trt.py``). The int8 and fp16
+variants are separate models of the package, chosen by name (fp16: ``NAME_trt_fp16``)."""
 
 Arrays = dict[str, np.ndarray]
 
@@ -120,16 +130,24 @@ class Predictor:
 
     Attributes:
         signature: What the model takes and returns.
-        backend: The backend that was chosen (``"ort-cpu"`` or ``"ort-cuda"``).
+        backend: The backend that was chosen (``"trt"``, ``"ort-cuda"`` or ``"ort-cpu"``).
         source: The package directory or archive it was loaded from.
+        backend_notes: Why ``auto`` did not pick a faster backend (empty when it did, or one was asked for).
     """
 
     def __init__(
-        self, signature: Signature, session: Any, backend: str, tokenizer: Tokenizer | None, source: Path
+        self,
+        signature: Signature,
+        session: Any,
+        backend: str,
+        tokenizer: Tokenizer | None,
+        source: Path,
+        backend_notes: Sequence[str] = (),
     ) -> None:
         self.signature = signature
         self.backend = backend
         self.source = source
+        self.backend_notes = tuple(backend_notes)
         self._session = session
         self._tokenizer = tokenizer
         self._outputs = list(signature.spec.output_names)
@@ -154,8 +172,20 @@ class Predictor:
                 was expected.
         """
         self.check(feeds)
+        return self.execute(feeds)
+
+    def execute(self, feeds: Mapping[str, np.ndarray]) -> Arrays:
+        """Run complete feeds **without** validating them: for a caller that already ran :meth:`check` on
+        every part (a server checks each request alone, then merges them into one batch of at most
+        ``max_batch_size`` rows, padded to the longest ``T``). Anything else should call :meth:`run`.
+        """
         outs = self._session.run(self._outputs, dict(feeds))
         return dict(zip(self._outputs, outs, strict=True))
+
+    @property
+    def pad_id(self) -> int:
+        """The token id written past a row's length (the package's ``text.pad_id``; 0 without a vocabulary)."""
+        return self._tokenizer.spec.pad_id if self._tokenizer is not None else 0
 
     def check(self, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
         """Validate complete feeds exactly as :meth:`run` does, without running the graph.
@@ -272,7 +302,9 @@ class Predictor:
 
         Rows are padded and batched together when the model has a ``lengths`` input, else grouped by
         length (padding without ``lengths`` would change the result); batches never exceed
-        ``max_batch_size``. Sequence outputs are padded to the longest row (zeros past each row's length).
+        ``max_batch_size``. An int8 model runs each row alone: its dynamic quantization computes one scale
+        per execution, so a row's answer would depend on the rows it ran with. Sequence outputs are padded
+        to the longest row (zeros past each row's length).
 
         Returns:
             ``{output names: arrays, "lengths": [B] int64, "ids": [B, T] int64}`` plus, for classifiers,
@@ -293,8 +325,7 @@ class Predictor:
             if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
                 raise InputError(f"row {i}: expected a flat sequence of integer token ids, got {row!r}"[:200])
             rows.append(arr.astype(np.int64))
-        pad = self._tokenizer.spec.pad_id if self._tokenizer is not None else 0
-        return self._predict_rows(rows, pad)
+        return self._predict_rows(rows, self.pad_id)
 
     def predict_text(self, texts: Sequence[str]) -> dict[str, Any]:
         """Tokenize ``texts`` with the package's rules and run them (see :meth:`predict_ids`).
@@ -330,7 +361,10 @@ class Predictor:
                     + ("; shorten it or use stream() to feed it in chunks" if n > hi else "")
                 )
         order = np.arange(len(rows))
-        if self._has_lengths:
+        if not merges_requests(sig.precision):
+            # int8: one dynamic quantization scale per execution, so a row's answer would depend on the others.
+            groups = [order[i : i + 1] for i in range(len(rows))]
+        elif self._has_lengths:
             groups = [order[i : i + sig.max_batch_size] for i in range(0, len(rows), sig.max_batch_size)]
         else:
             groups = []
@@ -450,69 +484,147 @@ class Stream:
 def _session(
     model: bytes, backend: str, precision: str, threads: int | None, config: Mapping[str, str] | None = None
 ) -> tuple[Any, str]:
+    """An ONNX Runtime session for ``backend`` and the backend it really runs on."""
     if backend not in BACKENDS:
-        raise UsageError(
-            f"unknown runtime backend '{backend}'; choose one of {', '.join(BACKENDS)} (TensorRT engines are not "
-            "packaged by this seqdeploy version)"
-        )
+        raise UsageError(f"unknown runtime backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     ort = require("onnxruntime", extra="cpu" if backend != "ort-cuda" else "gpu", purpose="seqdeploy.runtime")
-    available = ort.get_available_providers()
-    has_cuda = "CUDAExecutionProvider" in available
+    common: dict[str, Any] = {"threads": threads, "config": config, "on_load_error": _load_error}
     if backend == "ort-cuda":
         if precision == "int8":
             raise UsageError("int8 models run on the CPU only (ONNX Runtime's int8 recurrent ops have no CUDA kernel)")
-        if not has_cuda:
-            raise BackendUnavailable(
-                f"backend 'ort-cuda' needs ONNX Runtime's CUDAExecutionProvider; this onnxruntime {ort.__version__} "
-                f"has {available}. Install it with: pip install 'seqdeploy[gpu]' on a GPU machine"
-            )
-    want_cuda = backend == "ort-cuda" or (backend == "auto" and has_cuda and precision != "int8")
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    for key, value in (config or {}).items():
-        opts.add_session_config_entry(key, value)
-    opts.log_severity_level = 3
-    if want_cuda:
-        # fp32 means fp32: no TF32 on Ampere and newer (as the ort-cuda backend of verify does).
-        providers: list[Any] = [("CUDAExecutionProvider", {"use_tf32": 0}), "CPUExecutionProvider"]
-        session = _make_session(ort, model, opts, providers)
-        if session.get_providers()[0] == "CUDAExecutionProvider":
-            return session, "ort-cuda"
-        if backend == "ort-cuda":
-            raise BackendUnavailable(
-                f"ONNX Runtime could not initialise CUDA (session providers {session.get_providers()}); check the "
-                "driver and CUDA libraries. Not falling back to the CPU for an explicit 'ort-cuda'"
-            )
-    return _make_session(ort, model, opts, ["CPUExecutionProvider"]), "ort-cpu"
+        # Explicit: no fallback, every failure is the caller's to see.
+        return ort_session(model, device="cuda", what="backend 'ort-cuda'", **common), "ort-cuda"
+    if backend == "auto" and precision != "int8" and "CUDAExecutionProvider" in ort.get_available_providers():
+        try:
+            return ort_session(model, device="cuda", what="backend 'auto'", **common), "ort-cuda"
+        except BackendUnavailable:
+            pass  # the CUDA provider exists but did not initialise (no driver/GPU): the CPU, as 'auto' promises
+    return ort_session(model, device="cpu", what="seqdeploy.runtime", **common), "ort-cpu"
 
 
-def _make_session(ort: Any, model: bytes, opts: Any, providers: list[Any]) -> Any:
-    try:
-        return ort.InferenceSession(model, sess_options=opts, providers=providers)
-    except Exception as exc:  # noqa: BLE001 - ORT raises InvalidProtobuf, Fail, InvalidGraph, ...
-        raise IntegrityError(
-            f"ONNX Runtime cannot load the packaged graph ({type(exc).__name__}: {exc}); its sha256 matched, so the "
-            "package was built for a newer onnxruntime: upgrade onnxruntime"
-        ) from None
+def _load_error(exc: Exception) -> Exception:
+    return IntegrityError(
+        f"ONNX Runtime cannot load the packaged graph ({type(exc).__name__}: {exc}); its sha256 matched, so the "
+        "package was built for a newer onnxruntime: upgrade onnxruntime"
+    )
 
 
-@contextlib.contextmanager
-def _package_dir(path: Path) -> Iterator[Path]:
-    """The package directory of ``path`` (extracted to a private temp directory when it is an archive)."""
-    if path.is_dir():
-        with reading(path):
-            yield path
-        return
-    if not path.exists():
-        raise UsageError(f"{path}: no such package (expected a directory made by 'seqdeploy package' or its .tar.gz)")
-    if not is_archive(path):
-        raise UsageError(f"{path}: not a package (expected a package directory or a .tar.gz archive of one)")
-    tmp = Path(tempfile.mkdtemp(prefix="seqdeploy-package-"))
-    try:
-        yield extract(path, tmp / "x")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+@dataclass(frozen=True)
+class VerifiedPackage:
+    """A package read and checked once: its manifest and the verified bytes of the files that were asked for.
+
+    Everything built from it (predictors, a server's configs) comes from exactly these bytes, so one sha256
+    pass covers them all and nothing can change between the check and the load.
+
+    Attributes:
+        source: The package directory or archive as given.
+        manifest: The package manifest (its ``path`` is gone once an archive's temp directory is removed).
+        data: ``{package-relative path: verified bytes}``.
+    """
+
+    source: Path
+    manifest: PackageManifest
+    data: Mapping[str, bytes]
+
+
+def open_package(
+    path: str | Path, models: Sequence[str | None] | None = (None,), *, configs: bool = False, engines: bool = False
+) -> VerifiedPackage:
+    """Read a package's manifest and check every file's sha256 once (under the package's read lock, or in a
+    private extraction of an archive), keeping the bytes of the graphs of ``models`` (an entry ``None``: the
+    default model; ``models=None``: every model), of their ``config.pbtxt`` when ``configs``, of their
+    TensorRT engines when ``engines``, and of the vocabulary.
+
+    Raises:
+        UsageError: ``path`` is not a package, or a model is not in it.
+        IntegrityError: A file is missing, unlisted, a link, or differs from its sha256; the manifest was
+            edited; an archive holds a link or an entry outside its directory. The message names the file.
+    """
+    src = Path(path)
+    with package_dir(src) as root:
+        manifest = read_manifest(root)
+        entries = [manifest.model(m) for m in (models if models is not None else list(manifest.models))]
+        keep = [e.file for e in entries] + [e.config for e in entries if configs]
+        if engines:
+            for e in entries:
+                trt = manifest.trt_for(e.name)
+                keep += [str(x["file"]) for x in trt.engines] if trt is not None else []
+        if manifest.text is not None:
+            keep.append(manifest.text.vocab)
+        data = verify_files(manifest, keep=keep)
+    return VerifiedPackage(src, manifest, data)
+
+
+def build_predictor(
+    package: VerifiedPackage,
+    model: str | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
+    *,
+    session_config: Mapping[str, str] | None = None,
+) -> Predictor:
+    """A :class:`Predictor` for one model of a :class:`VerifiedPackage` (see :func:`load`)."""
+    if threads is not None and threads < 1:
+        raise UsageError(f"threads must be >= 1, got {threads}")
+    manifest = package.manifest
+    entry = manifest.model(model)
+    tokenizer = None
+    if manifest.text is not None:
+        where = f"{package.source}/{manifest.text.vocab}"
+        tokenizer = Tokenizer(manifest.text, parse_vocab(package.data[manifest.text.vocab], where=where))
+    notes: list[str] = []
+    if backend in ("auto", "trt"):
+        try:
+            return _trt_predictor(package, entry, tokenizer)
+        except BackendUnavailable as exc:
+            if backend == "trt":
+                raise
+            notes.append(f"TensorRT not used: {exc}")
+    session, chosen = _session(package.data[entry.file], backend, entry.precision, threads, session_config)
+    return Predictor(_signature(manifest, entry), session, chosen, tokenizer, package.source, notes)
+
+
+def _trt_predictor(package: VerifiedPackage, entry: ModelEntry, tokenizer: Tokenizer | None) -> Predictor:
+    """The model on its packaged TensorRT engine for this GPU (``runtime/_trt.py``; never run here).
+
+    Raises:
+        BackendUnavailable: No engine is packaged for the model, TensorRT/Polygraphy/a GPU is missing, no engine
+            was built for this GPU and TensorRT version, or it does not load.
+    """
+    from seqdeploy.runtime import _trt
+
+    manifest = package.manifest
+    trt = manifest.trt_for(entry.name)
+    if trt is None:
+        raise BackendUnavailable(
+            f"the package has no TensorRT engine for model '{entry.name}' (engines come from 'seqdeploy compile' on "
+            "the target GPU; package the compiled export again)"
+        )
+    target = _trt.probe()
+    engine, why = _trt.select_engine(trt.engines, target)
+    if engine is None:
+        raise BackendUnavailable(
+            f"no packaged engine of {trt.name} runs here:\n  " + "\n  ".join(why) + "\nRebuild it on this GPU with "
+            "'seqdeploy compile DIR' and package again"
+        )
+    base = _signature(manifest, entry)
+    (blo, bhi), (tlo, thi) = trt.ranges["batch"], trt.ranges["seq"]
+    lo, hi = max(base.seq_range[0], tlo), min(base.seq_range[1], thi)
+    if blo > 1 or lo > hi:
+        raise BackendUnavailable(
+            f"engine {engine['file']}'s profile (batch {blo}..{bhi}, seq {tlo}..{thi}) does not cover batch 1 and "
+            f"the packaged lengths {list(base.seq_range)} of '{entry.name}'"
+        )
+    data = package.data.get(str(engine["file"]))
+    if data is None:
+        raise BackendUnavailable(f"the engine {engine['file']} was not read with the package (open it with engines)")
+    session = _trt.TrtSession(data, engine, trt.spec, make_runner=_TRT_RUNNER)
+    signature = dataclasses.replace(base, max_batch_size=min(base.max_batch_size, bhi), seq_range=(lo, hi))
+    return Predictor(signature, session, "trt", tokenizer, package.source)
+
+
+_TRT_RUNNER: Any = None
+"""The engine runner factory (``None``: Polygraphy's). Only the CPU tests replace it, with a fake engine."""
 
 
 def load(
@@ -533,8 +645,10 @@ def load(
         path: A package directory or its ``.tar.gz``.
         model: The model to load (default: the package's stateless fp32 model). Other models: the stream
             model ``NAME_stream`` and the variants ``NAME_int8``, ``NAME_fp16``.
-        backend: ``"auto"`` (CUDA if this onnxruntime has it, else CPU; int8 always CPU), ``"ort-cpu"`` or
-            ``"ort-cuda"``.
+        backend: ``"auto"`` (a packaged TensorRT engine built for this GPU and TensorRT version, else ONNX
+            Runtime CUDA if this onnxruntime has it and it initialises, else CPU; int8 always CPU; the reasons
+            a faster one was not used are in ``Predictor.backend_notes``), ``"trt"`` (the engine or an error
+            saying why not), ``"ort-cpu"`` or ``"ort-cuda"``.
         threads: ONNX Runtime intra-op threads (``None``: its default).
         session_config: ONNX Runtime session config entries (``SessionOptions.add_session_config_entry``),
             e.g. ``{"session.intra_op.allow_spinning": "0"}`` for a server whose event loop shares the CPUs.
@@ -545,18 +659,9 @@ def load(
             edited; an archive holds a link or an entry outside its directory. The message names the file.
         BackendUnavailable: onnxruntime (or its CUDA provider for ``"ort-cuda"``) is not installed.
     """
-    src = Path(path)
     if threads is not None and threads < 1:
         raise UsageError(f"threads must be >= 1, got {threads}")
-    with _package_dir(src) as root:
-        manifest = read_manifest(root)
-        entry = manifest.model(model)
-        keep = [entry.file] + ([manifest.text.vocab] if manifest.text is not None else [])
-        data = verify_files(manifest, keep=keep)
-    tokenizer = None
-    if manifest.text is not None:
-        tokenizer = Tokenizer(
-            manifest.text, parse_vocab(data[manifest.text.vocab], where=f"{src}/{manifest.text.vocab}")
-        )
-    session, chosen = _session(data[entry.file], backend, entry.precision, threads, session_config)
-    return Predictor(_signature(manifest, entry), session, chosen, tokenizer, src)
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown runtime backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    package = open_package(path, [model], engines=backend in ("auto", "trt"))
+    return build_predictor(package, model, backend, threads, session_config=session_config)

@@ -20,6 +20,7 @@ failure, 501 unsupported encoding/feature, 503 queue full, too many sequences, s
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import hmac
@@ -39,9 +40,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from seqdeploy import __version__
 from seqdeploy.serve._metrics import Metrics
-from seqdeploy.serve._model import ServedModel
+from seqdeploy.serve._model import Prepared, ServedModel
 from seqdeploy.serve._protocol import (
     HEADER_LENGTH,
+    InferRequest,
     ServeError,
     compress_body,
     decode_body,
@@ -53,7 +55,7 @@ from seqdeploy.serve._protocol import (
 )
 from seqdeploy.serve._scheduler import Job, Outcome, Scheduler, SequenceScheduler
 
-__all__ = ["EXTENSIONS", "ServerState", "create_app"]
+__all__ = ["EXTENSIONS", "ByteBudget", "ServerState", "create_app"]
 
 log = logging.getLogger("seqdeploy.serve")
 
@@ -66,6 +68,51 @@ _DRAIN_CAP = 16
 """A body up to this many times the limit is read and dropped before the 400 goes out, so that the client sees
 the answer instead of a reset connection; a larger declared one is answered at once."""
 
+INLINE_PARSE_BYTES = 64 << 10
+"""Bodies up to this size (and not compressed) are parsed on the event loop: microseconds, no thread hop for
+the small requests that latency matters for. Larger or compressed ones are decoded, parsed and checked in a
+worker thread, so that health probes and other requests are answered meanwhile."""
+PARSE_THREADS = 2
+"""Worker threads for large bodies: at most this many are being parsed at once (a JSON body's Python objects
+take up to ~15× its size while it is parsed)."""
+
+
+class ByteBudget:
+    """Bytes of request bodies held at once, from the first byte read to the reply (``--max-inflight-mb``).
+
+    Every request reserves its declared ``Content-Length`` (the body limit when it is compressed or its
+    length is unknown) before its body is read, and keeps it while it is parsed, queued and executed; a
+    request that would pass the budget waits for others to finish, up to ``timeout_s``, then gets 503. A
+    single request may always use the whole budget. Used from the event loop only.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = max(1, total)
+        self.used = 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self, n: int, timeout_s: float) -> int:
+        """Reserve ``n`` bytes (at most the whole budget); the amount reserved."""
+        n = max(0, min(n, self.total))
+        async with self._cond:
+            try:
+                await asyncio.wait_for(self._cond.wait_for(lambda: self.used + n <= self.total), timeout_s)
+            except TimeoutError:
+                raise ServeError(
+                    503,
+                    f"Exceeds maximum queue size: {self.used} bytes of requests are in flight and {n} more do not fit "
+                    f"the server's budget of {self.total} bytes (seqdeploy serve --max-inflight-mb); retry later",
+                    "REJECTED",
+                ) from None
+            self.used += n
+        return n
+
+    async def release(self, n: int) -> None:
+        """Give back what :meth:`acquire` reserved."""
+        async with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
 
 @dataclass
 class ServerState:
@@ -76,7 +123,10 @@ class ServerState:
         metrics: The counters behind ``/metrics``.
         max_body: Largest request body accepted, in bytes (after decompression too).
         token: The bearer token (``None``: no auth).
-        ready: Whether ``/v2/health/ready`` says 200 (false while loading and once draining).
+        ready: Whether ``/v2/health/ready`` says 200 (false while loading and once draining; a model whose
+            scheduler lost a worker thread makes it 400 too).
+        request_timeout_s: How long a request may wait for its scheduler's answer before 503.
+        inflight: Bytes of request bodies held at once (:class:`ByteBudget`).
     """
 
     models: dict[str, tuple[ServedModel, Scheduler]]
@@ -84,7 +134,13 @@ class ServerState:
     max_body: int
     token: str | None = None
     ready: bool = False
+    request_timeout_s: float = 300.0
+    inflight: int = 512 << 20
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+    budget: ByteBudget | None = None
+    parser: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(PARSE_THREADS, "seqdeploy-parse")
+    )
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -200,8 +256,11 @@ def create_app(state: ServerState) -> Starlette:
     async def live(request: Request) -> Response:
         return Response(b"", 200)
 
+    def all_ready() -> bool:
+        return state.ready and all(sched.healthy for _, sched in state.models.values())
+
     async def ready(request: Request) -> Response:
-        return Response(b"", 200 if state.ready else 400)
+        return Response(b"", 200 if all_ready() else 400)
 
     async def server_metadata(request: Request) -> Response:
         return _json({"name": "seqdeploy", "version": __version__, "extensions": list(EXTENSIONS)})
@@ -218,8 +277,8 @@ def create_app(state: ServerState) -> Starlette:
 
     @guarded
     async def model_ready(request: Request) -> Response:
-        lookup(request)
-        if not state.ready:
+        _, sched = lookup(request)
+        if not state.ready or not sched.healthy:
             raise invalid("Model version not ready")
         return Response(b"", 200)
 
@@ -234,7 +293,7 @@ def create_app(state: ServerState) -> Starlette:
         except ServeError as exc:
             return _error(exc.status, exc.message)
         try:
-            response, outcome, rows = await _infer(request, model, sched, state.max_body)
+            response, outcome, rows = await _infer(request, model, sched, state)
         except ServeError as exc:
             state.metrics.failure(model.name, exc.reason, time.perf_counter_ns() - t0)
             return _error(exc.status, exc.message, {"Accept-Encoding": "gzip, deflate"} if exc.status == 501 else None)
@@ -265,6 +324,7 @@ def create_app(state: ServerState) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.budget = ByteBudget(state.inflight)  # created on the loop that uses it
         state.ready = True
         try:
             yield
@@ -272,6 +332,7 @@ def create_app(state: ServerState) -> Starlette:
             state.ready = False
             for hook in state.on_shutdown:
                 await asyncio.get_running_loop().run_in_executor(None, hook)
+            state.parser.shutdown(wait=False)
 
     m = "/v2/models/{model}"
     mv = "/v2/models/{model}/versions/{version:int}"
@@ -298,14 +359,59 @@ def create_app(state: ServerState) -> Starlette:
     return app
 
 
-async def _infer(request: Request, model: ServedModel, sched: Scheduler, limit: int) -> tuple[Response, Outcome, int]:
-    raw = await _read_body(request, limit)
-    body = decode_body(raw, request.headers.get("content-encoding"), limit)
-    header_length = _header_length(request)
-    req = parse_infer_request(body, header_length, model.name)
+def _reservation(request: Request, limit: int) -> int:
+    """The bytes a request reserves of the in-flight budget before its body is read."""
+    declared = request.headers.get("content-length")
+    encoding = (request.headers.get("content-encoding") or "").strip().lower()
+    if declared is None or encoding not in ("", "identity"):
+        return limit  # unknown length, or decompressed up to the limit
+    try:
+        return min(int(declared), limit)
+    except ValueError:
+        return 0  # refused by _read_body
+
+
+async def _infer(
+    request: Request, model: ServedModel, sched: Scheduler, state: ServerState
+) -> tuple[Response, Outcome, int]:
+    if state.budget is None:  # an app driven without its lifespan (tests): an unshared budget
+        state.budget = ByteBudget(state.inflight)
+    budget = state.budget
+    reserved = await budget.acquire(_reservation(request, state.max_body), state.request_timeout_s)
+    try:
+        return await _infer_within_budget(request, model, sched, state)
+    finally:
+        await budget.release(reserved)
+
+
+def _parse(
+    raw: bytes, encoding: str | None, header_length: int | None, model: ServedModel, limit: int
+) -> tuple[InferRequest, Prepared]:
+    """Decompress, parse and check a request body (on the loop for small bodies, else in a parse thread)."""
+    body = decode_body(raw, encoding, limit)
     if header_length == 0:
+        # Raw binary request: no JSON header at all, the body is the model's single input and every output
+        # comes back binary (Triton's HandleRawBinaryRequest).
+        req = InferRequest(binary_output=True)
         model.raw_input(req, body)
-    prepared = model.prepare(req)
+    else:
+        req = parse_infer_request(body, header_length, model.name, max_elements=model.max_elements)
+    return req, model.prepare(req)
+
+
+async def _infer_within_budget(
+    request: Request, model: ServedModel, sched: Scheduler, state: ServerState
+) -> tuple[Response, Outcome, int]:
+    limit = state.max_body
+    raw = await _read_body(request, limit)
+    header_length = _header_length(request)
+    encoding = request.headers.get("content-encoding")
+    loop = asyncio.get_running_loop()
+    if len(raw) <= INLINE_PARSE_BYTES and (encoding or "").strip().lower() in ("", "identity"):
+        req, prepared = _parse(raw, encoding, header_length, model, limit)
+    else:
+        req, prepared = await loop.run_in_executor(state.parser, _parse, raw, encoding, header_length, model, limit)
+    del raw
     job_args: dict[str, Any] = {}
     if isinstance(sched, SequenceScheduler):
         if not req.in_sequence:
@@ -323,7 +429,6 @@ async def _infer(request: Request, model: ServedModel, sched: Scheduler, limit: 
             "end": req.sequence_end,
             "timeout_us": req.timeout_us,
         }
-    loop = asyncio.get_running_loop()
     future: asyncio.Future[Outcome] = loop.create_future()
 
     def resolve(outcome: Outcome) -> None:
@@ -333,8 +438,19 @@ async def _infer(request: Request, model: ServedModel, sched: Scheduler, limit: 
     def deliver(outcome: Outcome) -> None:
         loop.call_soon_threadsafe(resolve, outcome)
 
-    sched.submit(Job(prepared, deliver, **job_args))
-    outcome = await future
+    job = Job(prepared, deliver, **job_args)
+    sched.submit(job)
+    try:
+        # A deadline, so that a request never waits forever on a scheduler that failed to answer.
+        outcome = await asyncio.wait_for(future, state.request_timeout_s)
+    except TimeoutError:
+        sched.cancel(job)
+        raise ServeError(
+            503,
+            f"Request timeout expired: model '{model.name}' did not answer within {state.request_timeout_s:g} s "
+            "(seqdeploy serve --request-timeout-s)",
+            "REJECTED",
+        ) from None
     if outcome.error is not None:
         raise outcome.error
     assert outcome.outputs is not None

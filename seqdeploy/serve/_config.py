@@ -1,11 +1,11 @@
 """A packaged model's ``config.pbtxt`` as the server reads it: Triton's JSON form and the scheduler settings.
 
-The file is parsed with the ``ModelConfig`` protobuf that tritonclient ships (as ``seqdeploy package --check``
-does: no hand-written parser). ``GET /v2/models/{m}/config`` returns it the way Triton's
-``ModelConfigToJson`` writes it (core ``src/model_config_utils.cc``): protobuf JSON with the proto field
-names, every primitive field printed, enums as names and the int64 fields as JSON **numbers** (protobuf's
-JSON writes them as strings; Triton converts them back, and so do we, for every int64 field of the schema
-rather than a hand-kept list).
+The file is parsed with the ``ModelConfig`` protobuf that tritonclient ships, by the same function
+``seqdeploy package --check`` uses (:func:`seqdeploy.package.triton.parse_config_text`; no hand-written
+parser). ``GET /v2/models/{m}/config`` returns it the way Triton's ``ModelConfigToJson`` writes it (core
+``src/model_config_utils.cc``): protobuf JSON with the proto field names, every primitive field printed,
+enums as names and the int64 fields as JSON **numbers** (protobuf's JSON writes them as strings; Triton
+converts them back, and so do we, for every int64 field of the schema rather than a hand-kept list).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seqdeploy._lazy import require
+from seqdeploy.package import triton
 
 __all__ = ["IOConfig", "ModelSettings", "config_to_json", "parse_config_text", "settings_from_config"]
 
@@ -23,18 +24,13 @@ DEFAULT_SEQUENCE_IDLE_US = 1_000_000
 
 
 def parse_config_text(text: str) -> Any:
-    """Parse ``config.pbtxt`` text into ``tritonclient.grpc.model_config_pb2.ModelConfig``.
+    """Parse ``config.pbtxt`` text into ``tritonclient.grpc.model_config_pb2.ModelConfig`` (extra ``serve``).
 
     Raises:
         BackendUnavailable: tritonclient is not installed (extra ``serve``).
         ValueError: The text does not parse as Triton's ModelConfig.
     """
-    mc = require("tritonclient.grpc.model_config_pb2", extra="serve", purpose="reading Triton model configs")
-    text_format = require("google.protobuf.text_format", extra="serve", purpose="reading Triton model configs")
-    try:
-        return text_format.Parse(text, mc.ModelConfig())
-    except text_format.ParseError as exc:
-        raise ValueError(f"does not parse as Triton's ModelConfig: {exc}") from None
+    return triton.parse_config_text(text, extra="serve")
 
 
 def _repeated(field: Any) -> bool:
@@ -128,8 +124,8 @@ class ModelSettings:
 
 
 def _datatype(enum_value: int) -> str:
-    mc = require("tritonclient.grpc.model_config_pb2", extra="serve")
-    name = str(mc.DataType.Name(enum_value))
+    """The protocol datatype (``INT64``) of a config ``TYPE_*`` value (``TYPE_STRING`` is ``BYTES``)."""
+    name = triton.dtype_name(enum_value)
     return "BYTES" if name == "TYPE_STRING" else name.removeprefix("TYPE_")
 
 

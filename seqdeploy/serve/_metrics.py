@@ -56,9 +56,10 @@ class Metrics:
         self._counters: dict[str, dict[str, float]] = {m: defaultdict(float) for m in self._versions}
         self._failures: dict[str, dict[str, int]] = {m: dict.fromkeys(REASONS, 0) for m in self._versions}
 
-    def execution(self, model: str, rows: int, compute_ns: int) -> None:
-        """One model execution of ``rows`` rows (called from a worker thread)."""
-        del rows, compute_ns  # inferences are counted per successful request, as Triton does
+    def execution(self, model: str) -> None:
+        """One model execution (called from a worker thread); inferences are counted per successful request,
+        as Triton does.
+        """
         with self._lock:
             self._counters[model]["nv_inference_exec_count"] += 1
 

@@ -11,8 +11,6 @@ own and never fails a batch that it would have joined.
 from __future__ import annotations
 
 import math
-import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,27 +23,14 @@ from seqdeploy.serve._config import IOConfig, ModelSettings
 from seqdeploy.serve._protocol import DATATYPES, InferRequest, RequestTensor, invalid
 from seqdeploy.spec import BATCH, SEQ
 
-__all__ = ["FAULT_ENV", "SLOW_ENV", "OutputPlan", "Prepared", "ServedModel"]
+__all__ = ["OutputPlan", "Prepared", "ServedModel"]
 
 VERSION = "1"
-FAULT_ENV = "SEQDEPLOY_SERVE_FAULT_TOKEN"
-"""Test hook: when set to a token id, any execution whose ``input`` holds that id raises inside the backend
-call, as a crashing backend would. Read once at start; the fault-injection tests use it."""
-SLOW_ENV = "SEQDEPLOY_SERVE_SLOW_TOKEN"
-"""Test hook: ``ID:SECONDS`` makes any execution whose ``input`` holds token ``ID`` take ``SECONDS`` longer, so a
-test can hold a request in flight (graceful-shutdown tests). Read once at start."""
-
-
-def _hook(env: str) -> tuple[int, float] | None:
-    value = os.environ.get(env, "").strip()
-    if not value:
-        return None
-    token, _, seconds = value.partition(":")
-    try:
-        return int(token), float(seconds or 0)
-    except ValueError:
-        raise ValueError(f"{env}={value!r}: expected TOKEN or TOKEN:SECONDS") from None
-
+JSON_BYTES_PER_ELEMENT = 32
+"""Room for one tensor element in a JSON request (``-0.12345678901234568, `` is 22 bytes), for the body limit
+that the server derives from the package."""
+JSON_OVERHEAD_BYTES = 64 << 10
+"""Room for the rest of a JSON request (names, shapes, parameters, id)."""
 
 _IMPLICIT_BATCH_NOTE = (
     "NOTE: Setting a non-zero max_batch_size in the model config requires a batch dimension to be prepended to "
@@ -116,13 +101,22 @@ class ServedModel:
         self.pad_lengths = self.spec.has("lengths")
         # The seq axis of each graph tensor (batch-first graphs: axis 1 when present).
         self.seq_axis = {t.name: t.axis(SEQ) for t in (*self.spec.inputs, *self.spec.outputs)}
-        self.pad_value = {t.name: 0 for t in self.spec.inputs}
-        fault = _hook(FAULT_ENV)
-        self._fault = fault[0] if fault is not None else None
-        self._slow = _hook(SLOW_ENV)
+        # What a padded step holds: the package's pad id for token ids (masked by `lengths` anyway), else 0.
+        self.pad_value = {
+            t.name: predictor.pad_id if t.name == "input" and t.dtype == "int64" else 0 for t in self.spec.inputs
+        }
         unknown = [i.name for i in settings.inputs if not self.spec.has(i.name)]
         if unknown:
             raise ValueError(f"config inputs {unknown} are not inputs of the graph")
+        # The most elements a valid request can hold per input (max_batch_size rows of the longest packaged T):
+        # a declared shape beyond it is refused before its data is read.
+        sizes = {BATCH: max(1, settings.max_batch_size), SEQ: sig.seq_range[1]}
+        self.max_elements = {i.name: math.prod(self.spec.tensor(i.name).shape(sizes)) for i in settings.inputs}
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest valid request to this model as JSON (every input at its :attr:`max_elements`)."""
+        return sum(self.max_elements.values()) * JSON_BYTES_PER_ELEMENT + JSON_OVERHEAD_BYTES
 
     # -- metadata ---------------------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -283,15 +277,13 @@ class ServedModel:
 
     # -- execution --------------------------------------------------------------------------------------------
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one execution (a whole batch) on the runtime; the fault hook fires here, inside the backend call."""
-        if self._fault is not None or self._slow is not None:
-            ids = feeds.get("input")
-            if ids is not None and ids.dtype.kind in "iu":
-                if self._fault is not None and bool((ids == self._fault).any()):
-                    raise RuntimeError(f"injected backend fault ({FAULT_ENV}={self._fault})")
-                if self._slow is not None and bool((ids == self._slow[0]).any()):
-                    time.sleep(self._slow[1])
-        return self.predictor.run(feeds)
+        """Run one execution (a whole batch) on the runtime.
+
+        The fault-injection tests override this in a test-only subclass: production code has no test hooks.
+        """
+        # Every request was checked alone (prepare -> Predictor.check) and the batch is at most max_batch_size
+        # rows padded to the longest T: nothing to validate again.
+        return self.predictor.execute(feeds)
 
     def warmup(self) -> None:
         """One execution at batch 1 and the shortest packaged T, so the first request pays no first-call cost."""

@@ -60,7 +60,7 @@ DATATYPES: dict[str, np.dtype[Any]] = {
 no packaged graph takes them, so a request using them is refused by the dtype check."""
 
 _KNOWN = {*DATATYPES, "BYTES", "BF16"}
-_RESERVED = ("sequence_id", "sequence_start", "sequence_end", "priority", "timeout", "binary_data_output")
+_SLACK_ELEMENTS = 4096
 
 
 class ServeError(Exception):
@@ -318,14 +318,20 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
     return arr.reshape(shape)
 
 
-def parse_infer_request(body: bytes, header_length: int | None, model: str) -> InferRequest:
+def parse_infer_request(
+    body: bytes, header_length: int | None, model: str, *, max_elements: Mapping[str, int] | None = None
+) -> InferRequest:
     """Parse an inference request body (already decompressed).
 
     Args:
         body: The request body.
-        header_length: ``Inference-Header-Content-Length`` (``None`` when absent: the whole body is JSON;
-            ``0``: the whole body is one raw binary input, which callers resolve against the model).
+        header_length: ``Inference-Header-Content-Length`` (``None`` when absent: the whole body is JSON).
+            ``0`` (a raw binary body, the model's single input) has no JSON to parse: callers resolve it
+            against the model (``ServedModel.raw_input``) instead of calling this.
         model: The model name, for messages.
+        max_elements: The most elements the model accepts per input (an unknown name: the largest); a
+            declared ``shape`` beyond it is refused before its ``data`` is turned into Python objects or an
+            array (a huge JSON body must not take seconds of CPU to be refused).
 
     Raises:
         ServeError: 400 with Triton's message for malformed JSON, a bad field, binary sizes that do not add
@@ -366,7 +372,7 @@ def parse_infer_request(body: bytes, header_length: int | None, model: str) -> I
     offset = 0
     has_header = header_length != len(body)
     for i, entry in enumerate(inputs):
-        tensor, size = _input(entry, i, has_header, model)
+        tensor, size = _input(entry, i, has_header, model, max_elements)
         if size is not None:
             if offset + size > len(binary):
                 raise invalid(
@@ -383,7 +389,9 @@ def parse_infer_request(body: bytes, header_length: int | None, model: str) -> I
     return req
 
 
-def _input(entry: Any, i: int, has_header: bool, model: str) -> tuple[RequestTensor, int | None]:
+def _input(
+    entry: Any, i: int, has_header: bool, model: str, max_elements: Mapping[str, int] | None
+) -> tuple[RequestTensor, int | None]:
     if not isinstance(entry, dict):
         raise invalid(f"Unable to parse 'inputs': input {i} is not a JSON object")
     params = entry.get("parameters", {})
@@ -412,6 +420,16 @@ def _input(entry: Any, i: int, has_header: bool, model: str) -> tuple[RequestTen
             f"Unable to parse 'shape' of input '{name}': expected an array of unsigned integers, got {shape!r}"
         )
     dims = tuple(int(d) for d in shape)
+    if max_elements:
+        most = max_elements.get(name, max(max_elements.values()))
+        count = math.prod(dims)
+        # Far beyond what the model takes: refused before `data` is read. (A near miss — a batch of 7 for 6 —
+        # is left to the model's checks, which name the exact rule that it breaks, as Triton does.)
+        if count > 2 * most + _SLACK_ELEMENTS:
+            raise invalid(
+                f"input '{name}': shape {list(dims)} holds {count} elements, far more than model '{model}' accepts "
+                f"({most}: max_batch_size rows of the longest packaged sequence)"
+            )
     if has[0] == "shared_memory_region":
         raise ServeError(501, f"input '{name}': shared memory is not supported by seqdeploy serve; send the data")
     if has[0] == "data":

@@ -24,10 +24,19 @@ and sets ``START`` per row, so rows of different sequences share an execution. L
 (``max_sequences``): a new sequence beyond it waits in a backlog for at most ``slot_wait_s`` (or its request's
 ``timeout``), then gets 503. Idle sequences (no request for ``max_sequence_idle_microseconds``, counted from
 the last arrival as Triton does) are freed by the worker loop; the queue itself is bounded by ``max_queue``.
+The backlog of new sequences waiting for a slot is bounded too (``max_backlog``, default ``max_sequences``):
+a START beyond it gets 503 at once, so a burst of new sequences never fills the queue that the live
+sequences' requests need.
+
+**A bug never hangs a model.** The worker loop catches anything that escapes picking or executing a batch:
+it logs it, answers every request of that batch (or, if picking failed, every queued request) with 500,
+and keeps looping. :attr:`Scheduler.healthy` turns false only if a worker thread is gone, and readiness
+follows it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -43,6 +52,9 @@ from seqdeploy.serve._protocol import ServeError
 __all__ = ["DynamicScheduler", "Job", "Outcome", "Scheduler", "SequenceScheduler"]
 
 _MAX_WAIT_S = 1.0  # the worker loop re-checks its timers at least this often
+_ERROR_PAUSE_S = 0.05  # after an internal error, so that a persistent one cannot spin a CPU
+
+log = logging.getLogger("seqdeploy.serve")
 
 
 @dataclass
@@ -56,7 +68,6 @@ class Outcome:
         compute_input_ns: Time spent building the batch feeds.
         compute_infer_ns: Time of the backend call it was part of.
         compute_output_ns: Time spent cutting its outputs from the batch.
-        batch_rows: Rows of the execution it was part of.
     """
 
     outputs: dict[str, np.ndarray] | None
@@ -65,7 +76,6 @@ class Outcome:
     compute_input_ns: int = 0
     compute_infer_ns: int = 0
     compute_output_ns: int = 0
-    batch_rows: int = 0
 
 
 @dataclass(eq=False)
@@ -90,6 +100,8 @@ class Job:
     end: bool = False
     timeout_us: int = 0
     slot_deadline_ns: int | None = None
+    finished: bool = False
+    delivered: bool = False
 
     @property
     def rows(self) -> int:
@@ -97,8 +109,8 @@ class Job:
         return self.prepared.rows
 
 
-ExecHook = Callable[[str, int, int], None]
-"""``(model, rows, compute_infer_ns)`` per execution (the metrics' exec count)."""
+ExecHook = Callable[[str], None]
+"""Called with the model name once per execution (the metrics' exec count)."""
 
 
 class Scheduler:
@@ -117,14 +129,16 @@ class Scheduler:
         s = model.settings
         self.model = model
         self.batching = batching
-        self.max_rows = max(1, s.max_batch_size)
+        # The runtime may accept fewer rows than the config (a TensorRT engine's profile): never merge beyond it.
+        runtime_rows = getattr(model.predictor.signature, "max_batch_size", s.max_batch_size)
+        self.max_rows = max(1, min(s.max_batch_size, runtime_rows))
         preferred = [p for p in s.preferred_batch_sizes if 0 < p <= self.max_rows]
         self.target_rows = max(preferred) if preferred else self.max_rows
         delay = s.queue_delay_us if queue_delay_us is None else queue_delay_us
         self.delay_ns = delay * 1000 if batching else 0
         self.max_queue = max_queue
         self._instances = max(1, instances)
-        self._on_execution = on_execution
+        self.on_execution = on_execution
         self._cv = threading.Condition()
         self._queue: list[Job] = []
         self._stopping = False
@@ -148,6 +162,14 @@ class Scheduler:
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def healthy(self) -> bool:
+        """Whether every worker thread is running (always true before :meth:`start` and after :meth:`stop`)."""
+        with self._cv:
+            if self._stopping or not self._threads:
+                return True
+        return all(t.is_alive() for t in self._threads)
 
     @property
     def queued(self) -> int:
@@ -180,18 +202,68 @@ class Scheduler:
             self._queue.append(job)
             self._cv.notify_all()
 
+    def cancel(self, job: Job) -> bool:
+        """Withdraw a request that is still queued (its caller gave up); ``False`` once it is executing."""
+        with self._cv:
+            if job not in self._queue:
+                return False
+            self._queue.remove(job)
+            self._finish_job(job, None)
+            self._cv.notify_all()
+            return True
+
     # -- the loop ---------------------------------------------------------------------------------------------
     def _worker(self) -> None:
         while True:
-            with self._cv:
-                batch = self._take()
+            try:
+                with self._cv:
+                    batch = self._take()
+            except Exception as exc:
+                log.exception("seqdeploy serve: internal error picking a batch of model '%s'", self.model.name)
+                with self._cv:
+                    queued, self._queue = list(self._queue), []
+                self._abandon(queued, exc)
+                time.sleep(_ERROR_PAUSE_S)
+                continue
             if batch is None:
                 return
             try:
                 self._execute(batch)
+            except Exception as exc:
+                log.exception("seqdeploy serve: internal error executing a batch of model '%s'", self.model.name)
+                self._abandon(batch, exc)
             finally:
                 with self._cv:
                     self._executing -= len(batch)
+
+    def _abandon(self, jobs: list[Job], exc: Exception) -> None:
+        """Answer every request of ``jobs`` not answered yet with 500 (a seqdeploy bug), releasing its state."""
+        err = ServeError(
+            500,
+            f"internal error in seqdeploy serve's scheduler of model '{self.model.name}' (a bug, please report it): "
+            f"{type(exc).__name__}: {exc}",
+        )
+        with self._cv:
+            for job in jobs:
+                try:
+                    self._finish_job(job, None)
+                except Exception:
+                    log.exception("seqdeploy serve: could not release a request of model '%s'", self.model.name)
+            self._cv.notify_all()
+        for job in jobs:
+            self._deliver(job, Outcome(None, err))
+
+    def _finish_job(self, job: Job, outputs: dict[str, np.ndarray] | None) -> None:
+        """:meth:`_finish` once per request (lock held)."""
+        if not job.finished:
+            job.finished = True
+            self._finish(job, outputs)
+
+    def _deliver(self, job: Job, outcome: Outcome) -> None:
+        """Hand a request its outcome, once."""
+        if not job.delivered:
+            job.delivered = True
+            job.deliver(outcome)
 
     def _take(self) -> list[Job] | None:
         """The next batch to execute (lock held), or ``None`` when stopping and nothing is left."""
@@ -234,25 +306,24 @@ class Scheduler:
             self._fail_all(batch, t0, exc)
             return
         t2 = time.perf_counter_ns()
-        rows = sum(j.rows for j in batch)
-        if self._on_execution is not None:
-            self._on_execution(self.model.name, rows, t2 - t1)
+        if self.on_execution is not None:
+            self.on_execution(self.model.name)
         results = self._split(batch, outs)
         t3 = time.perf_counter_ns()
         with self._cv:
             for job, out in zip(batch, results, strict=True):
-                self._finish(job, out)
+                self._finish_job(job, out)
             self._cv.notify_all()
         for job, out in zip(batch, results, strict=True):
-            job.deliver(
+            self._deliver(
+                job,
                 Outcome(
                     out,
                     queue_ns=t0 - job.enqueued_ns,
                     compute_input_ns=t1 - t0,
                     compute_infer_ns=t2 - t1,
                     compute_output_ns=t3 - t2,
-                    batch_rows=rows,
-                )
+                ),
             )
 
     def _fail_all(self, batch: list[Job], t0: int, exc: Exception) -> None:
@@ -266,10 +337,10 @@ class Scheduler:
             )
         with self._cv:
             for job in batch:
-                self._finish(job, None)
+                self._finish_job(job, None)
             self._cv.notify_all()
         for job in batch:
-            job.deliver(Outcome(None, err, queue_ns=t0 - job.enqueued_ns))
+            self._deliver(job, Outcome(None, err, queue_ns=t0 - job.enqueued_ns))
 
     # -- batches ----------------------------------------------------------------------------------------------
     def _compatible(self, picked: list[Job], rows: int, job: Job) -> bool:
@@ -381,6 +452,8 @@ class SequenceScheduler(Scheduler):
     Args:
         model: The stream model.
         max_sequences: Live sequences held at once (slots); more wait in a bounded backlog.
+        max_backlog: New sequences that may wait for a slot (default ``max_sequences``); a START beyond it
+            gets 503 at once instead of taking queue space that live sequences' requests need.
         slot_wait_s: How long a new sequence waits for a slot before 503.
         idle_s: Free a sequence after this long without a request (``None``: the config's
             ``max_sequence_idle_microseconds``).
@@ -392,6 +465,7 @@ class SequenceScheduler(Scheduler):
         model: ServedModel,
         *,
         max_sequences: int | None = None,
+        max_backlog: int | None = None,
         slot_wait_s: float = 10.0,
         idle_s: float | None = None,
         **kwargs: Any,
@@ -404,6 +478,7 @@ class SequenceScheduler(Scheduler):
                 f"model '{model.name}': its config has no START control matching the graph's {sig.start!r}"
             )
         self.max_sequences = max_sequences if max_sequences is not None else s.max_candidate_sequences
+        self.max_backlog = max_backlog if max_backlog is not None else self.max_sequences
         self.slot_wait_ns = int(slot_wait_s * 1e9)
         self.idle_ns = int(idle_s * 1e9) if idle_s is not None else s.sequence_idle_us * 1000
         self._start_name = s.start
@@ -425,8 +500,12 @@ class SequenceScheduler(Scheduler):
                 "queue": float(len(self._queue)),
                 "executing": float(self._executing),
                 "live_sequences": float(self._live),
-                "backlog_sequences": float(sum(1 for s in self._seqs.values() if not s.slot)),
+                "backlog_sequences": float(self._backlog()),
             }
+
+    def _backlog(self) -> int:
+        """New sequences waiting for a slot (lock held)."""
+        return sum(1 for s in self._seqs.values() if not s.slot)
 
     def _unknown(self, seq_id: Hashable) -> ServeError:
         return ServeError(
@@ -441,6 +520,14 @@ class SequenceScheduler(Scheduler):
         if s is None:
             if not job.start:
                 raise self._unknown(job.seq_id)
+            if self._live >= self.max_sequences and self._backlog() >= self.max_backlog:
+                raise ServeError(
+                    503,
+                    f"Exceeds maximum queue size: model '{self.model.name}' holds its maximum of {self.max_sequences} "
+                    f"live sequences and {self.max_backlog} new sequences already wait for a slot; retry later, end "
+                    "sequences with sequence_end, or raise seqdeploy serve --max-sequences",
+                    "REJECTED",
+                )
             s = self._seqs[key] = _Sequence(state=None, last_ns=now)
         s.last_ns = now
         s.pending += 1
@@ -469,8 +556,8 @@ class SequenceScheduler(Scheduler):
             if not job.start and s.state is None:
                 # The sequence ended (or its START failed) after this request was queued.
                 self._queue.remove(job)
-                self._finish(job, None)
-                job.deliver(Outcome(None, self._unknown(job.seq_id)))
+                self._finish_job(job, None)
+                self._deliver(job, Outcome(None, self._unknown(job.seq_id)))
                 continue
             if not picked:
                 picked.append(job)
@@ -554,7 +641,8 @@ class SequenceScheduler(Scheduler):
     def _reject_backlog(self, keys: set[Hashable], error: Callable[[Job], ServeError]) -> None:
         for job in [j for j in self._queue if j.seq_id in keys]:
             self._queue.remove(job)
-            job.deliver(Outcome(None, error(job)))
+            job.finished = True  # its sequence is dropped below: nothing to release
+            self._deliver(job, Outcome(None, error(job)))
         for k in keys:
             self._seqs.pop(k, None)
 

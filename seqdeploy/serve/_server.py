@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import shutil
 import signal
 import socket
-import tempfile
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -31,7 +29,17 @@ from seqdeploy.serve._metrics import Metrics
 from seqdeploy.serve._model import ServedModel
 from seqdeploy.serve._scheduler import DynamicScheduler, Scheduler, SequenceScheduler
 
-__all__ = ["ServeOptions", "load_models", "serve"]
+__all__ = ["INFLIGHT_BODIES", "MIN_BODY_BYTES", "ServeOptions", "default_body_limit", "load_models", "serve"]
+
+MIN_BODY_BYTES = 1 << 20
+"""The smallest derived body limit (a tiny model's largest request is a few kB)."""
+INFLIGHT_BODIES = 8
+"""Default in-flight budget, in body limits."""
+
+
+def default_body_limit(models: Iterable[ServedModel]) -> int:
+    """The body limit derived from the served models: their largest valid request as JSON, at least 1 MiB."""
+    return max([MIN_BODY_BYTES, *(m.max_request_bytes for m in models)])
 
 
 @dataclass(frozen=True)
@@ -42,10 +50,14 @@ class ServeOptions:
         package: Package directory or ``.tar.gz``.
         host: Address to bind (``127.0.0.1``: this machine only).
         port: TCP port (0: any free port, printed at start).
-        backend: Runtime backend (``auto``, ``ort-cpu``, ``ort-cuda``); int8 models always run on the CPU.
+        backend: Runtime backend (``auto``, ``ort-cpu``, ``ort-cuda``, ``trt``); int8 models always run on the CPU,
+            and ``trt`` applies to the models the package has an engine for (the others: ``auto``).
         threads: ONNX Runtime intra-op threads per model (``None``: its default).
         token: Bearer token required on every route but the health checks (``None``: no auth).
-        max_body_bytes: Largest request body, compressed or not.
+        max_body_bytes: Largest request body, compressed or not (``None``: derived from the package, the largest
+            valid request of its models as JSON, at least :data:`MIN_BODY_BYTES`).
+        max_inflight_bytes: Request bodies held at once, from their first byte to the reply (``None``:
+            :data:`INFLIGHT_BODIES` × the body limit); more wait, then get 503.
         models: Models to serve (empty: every model of the package).
         batching: Merge concurrent requests (``False``: every request executes alone; for comparisons).
         instances: Executions that may run at once per model (Triton's instance count).
@@ -59,6 +71,8 @@ class ServeOptions:
         ort_spin: Let ONNX Runtime's threads spin-wait between runs (lower latency for a lone client, less CPU
             left for the HTTP side under load).
         drain_timeout_s: On SIGTERM, how long requests in flight may take to finish.
+        request_timeout_s: How long a request may wait for its answer (queue, sequence slot, execution) before
+            503; a deadline, so that no request waits forever.
         log_level: uvicorn's log level.
         access_log: Log every request.
     """
@@ -69,7 +83,8 @@ class ServeOptions:
     backend: str = "auto"
     threads: int | None = None
     token: str | None = None
-    max_body_bytes: int = 64 << 20
+    max_body_bytes: int | None = None
+    max_inflight_bytes: int | None = None
     models: tuple[str, ...] = ()
     batching: bool = True
     instances: int = 1
@@ -80,53 +95,39 @@ class ServeOptions:
     queue_delay_us: int | None = None
     ort_spin: bool = False
     drain_timeout_s: float = 30.0
+    request_timeout_s: float = 300.0
     log_level: str = "warning"
     access_log: bool = False
 
 
-@contextlib.contextmanager
-def _package_root(path: Path) -> Iterator[Path]:
-    """The package directory (an archive is extracted to a private temp dir, removed at exit)."""
-    from seqdeploy.runtime import extract
-
-    if path.is_dir():
-        yield path
-        return
-    if not path.exists():
-        raise UsageError(f"{path}: no such package (expected a directory made by 'seqdeploy package' or its .tar.gz)")
-    tmp = Path(tempfile.mkdtemp(prefix="seqdeploy-serve-"))
-    try:
-        yield extract(path, tmp / "pkg")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def load_models(
-    root: Path, options: ServeOptions, metrics: Metrics | None = None
+    package: Path, options: ServeOptions, metrics: Metrics | None = None
 ) -> dict[str, tuple[ServedModel, Scheduler]]:
     """Load, check and warm up the package's models, each behind the scheduler its config declares.
 
+    The package is verified once (every file's sha256, under its read lock, or in a private extraction of an
+    archive), and every config and graph is read from those verified bytes: a ``package --force`` meanwhile
+    can never pair one package's config with another's graph.
+
     Raises:
         UsageError: An unknown ``--model``, a config this server cannot honour, or a package problem.
-        IntegrityError: A file differs from the manifest (through the runtime's checks).
+        IntegrityError: A file differs from the manifest.
         BackendUnavailable: onnxruntime or tritonclient is missing.
     """
-    from seqdeploy import runtime
-    from seqdeploy.package.manifest import read_manifest, verify_files
+    from seqdeploy.runtime import build_predictor, open_package
 
-    manifest = read_manifest(root)
+    verified = open_package(
+        package, list(options.models) or None, configs=True, engines=options.backend in ("auto", "trt")
+    )
+    manifest = verified.manifest
     names = list(options.models) or list(manifest.models)
-    unknown = [n for n in names if n not in manifest.models]
-    if unknown:
-        raise UsageError(f"--model {unknown[0]}: not a model of {root}; it has {', '.join(manifest.models)}")
-    texts = verify_files(manifest, keep=[manifest.models[n].config for n in names])
     out: dict[str, tuple[ServedModel, Scheduler]] = {}
     for name in names:
         entry = manifest.models[name]
-        where = f"{root}/{entry.config}"
+        where = f"{package}/{entry.config}"
         try:
-            config = parse_config_text(texts[entry.config].decode("utf-8"))
-        except ValueError as exc:
+            config = parse_config_text(verified.data[entry.config].decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
             raise UsageError(f"{where}: {exc}") from None
         settings = settings_from_config(config)
         if settings.controls_unsupported:
@@ -141,12 +142,14 @@ def load_models(
             )
         # int8 graphs run on the CPU only (their config says KIND_CPU); an explicit ort-cuda applies to the rest.
         backend = "ort-cpu" if entry.precision == "int8" and options.backend == "ort-cuda" else options.backend
+        if backend == "trt" and manifest.trt_for(name) is None:
+            backend = "auto"  # the stream model and int8 have no engine; 'trt' is for the models that have one
         # By default no spin-waiting in ONNX Runtime's thread pool: after each run its threads would spin for a
         # while, taking the CPU the event loop needs to answer (2 vCPUs, 16 clients: ~+30 % requests/s). Spinning
         # wins back ~0.5 ms for a lone client (--ort-spin): docs/benchmarks.md.
-        predictor = runtime.load(
-            root,
-            model=name,
+        predictor = build_predictor(
+            verified,
+            name,
             backend=backend,
             threads=options.threads,
             session_config={"session.intra_op.allow_spinning": "1" if options.ort_spin else "0"},
@@ -158,7 +161,9 @@ def load_models(
         model.warmup()
         hook = metrics.execution if metrics is not None else None
         common: dict[str, Any] = {
-            "batching": options.batching and settings.scheduler != "none",
+            # int8: never merged, whatever an (older) config says: the batch's dynamic quantization scale would
+            # make a reply depend on its batch companions (package.manifest.merges_requests).
+            "batching": options.batching and settings.scheduler != "none" and entry.merges_requests,
             "instances": options.instances,
             "max_queue": settings.max_queue_size or options.max_queue,
             "on_execution": hook,
@@ -215,48 +220,54 @@ def serve(options: ServeOptions, *, announce: Callable[[str], None] | None = Non
 
     from seqdeploy.serve._app import ServerState, create_app
 
-    with _package_root(options.package) as root:
-        from seqdeploy.package.manifest import read_manifest
-
-        names = list(options.models) or list(read_manifest(root).models)
-        metrics = Metrics((n, "1") for n in names)
-        models = load_models(root, options, metrics)
-        state = ServerState(models=models, metrics=metrics, max_body=options.max_body_bytes, token=options.token)
-        for _, sched in models.values():
-            sched.start()
-            state.on_shutdown.append(functools.partial(sched.stop, options.drain_timeout_s))
-        try:
-            sock = _bind(options.host, options.port)
-        except BaseException:
+    models = load_models(options.package, options, None)
+    metrics = Metrics((name, model.version) for name, (model, _) in models.items())
+    for _, sched in models.values():
+        sched.on_execution = metrics.execution
+    max_body = options.max_body_bytes or default_body_limit(m for m, _ in models.values())
+    state = ServerState(
+        models=models,
+        metrics=metrics,
+        max_body=max_body,
+        token=options.token,
+        request_timeout_s=options.request_timeout_s,
+        inflight=options.max_inflight_bytes or INFLIGHT_BODIES * max_body,
+    )
+    for _, sched in models.values():
+        sched.start()
+        state.on_shutdown.append(functools.partial(sched.stop, options.drain_timeout_s))
+    try:
+        sock = _bind(options.host, options.port)
+    except BaseException:
+        for hook in state.on_shutdown:
+            hook()
+        raise
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    config = uvicorn.Config(
+        create_app(state),
+        log_level=options.log_level,
+        access_log=options.access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, round(options.drain_timeout_s)),
+        timeout_keep_alive=30,
+    )
+    server = _Server(config, on_signal=lambda: setattr(state, "ready", False))
+    if announce is not None:
+        listed = ", ".join(
+            f"{m.name} ({m.kind}, {s.__class__.__name__.removesuffix('Scheduler').lower()}, {m.predictor.backend})"
+            for m, s in models.values()
+        )
+        announce(f"serving {options.package} on http://{shown}:{port} (models: {listed})")
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        if not server.started:
             for hook in state.on_shutdown:
                 hook()
-            raise
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        config = uvicorn.Config(
-            create_app(state),
-            log_level=options.log_level,
-            access_log=options.access_log,
-            lifespan="on",
-            timeout_graceful_shutdown=max(1, round(options.drain_timeout_s)),
-            timeout_keep_alive=30,
-        )
-        server = _Server(config, on_signal=lambda: setattr(state, "ready", False))
-        if announce is not None:
-            listed = ", ".join(
-                f"{m.name} ({m.kind}, {s.__class__.__name__.removesuffix('Scheduler').lower()})"
-                for m, s in models.values()
-            )
-            announce(f"serving {root} on http://{shown}:{port} (models: {listed})")
-        try:
-            server.run(sockets=[sock])
-        finally:
-            sock.close()
-            if not server.started:
-                for hook in state.on_shutdown:
-                    hook()
-        if not server.started:
-            raise UsageError("the HTTP server failed to start (see the log above)")
+    if not server.started:
+        raise UsageError("the HTTP server failed to start (see the log above)")
 
 
 class _Server:

@@ -115,6 +115,37 @@ class Server:
             self.kill()
 
 
+HOOKED_SERVER = """
+import sys, time
+import numpy as np
+import seqdeploy.serve._server as _server
+from seqdeploy.serve._model import ServedModel
+
+FAULT, SLOW, SLOW_S = {fault}, {slow}, {slow_s}
+
+
+class HookedModel(ServedModel):
+    # Test-only: a token that makes the backend call raise (a crashing backend), one that makes it slow (a
+    # request held in flight). Production code has no such hooks.
+    def infer(self, feeds):
+        ids = feeds.get("input")
+        if ids is not None and ids.dtype.kind in "iu":
+            if bool(np.any(ids == FAULT)):
+                raise RuntimeError(f"injected backend fault (token {{FAULT}})")
+            if bool(np.any(ids == SLOW)):
+                time.sleep(SLOW_S)
+        return super().infer(feeds)
+
+
+_server.ServedModel = HookedModel
+from seqdeploy.cli import main
+
+sys.argv = ["seqdeploy"] + sys.argv[1:]
+main()
+"""
+"""A ``seqdeploy serve`` interpreter whose models fail on token ``fault`` and sleep ``slow_s`` on ``slow``."""
+
+
 def wait_until(predicate: Any, timeout: float, what: str) -> None:
     """Poll ``predicate`` until true or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,6 +90,10 @@ def test_layout_is_a_triton_repository(pkg: Callable[[str], tuple[Path, Path]]) 
     assert warmup_inputs == {"input", "lengths", "h0", "c0"}
     int8 = _config(out / "lstm_text_int8" / "config.pbtxt")
     assert [g.kind for g in int8.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+    # int8 answers depend on their batch companions (one dynamic quantization scale per execution): no
+    # dynamic_batching, so Triton runs every request alone.
+    assert int8.WhichOneof("scheduling_choice") is None
+    assert read_manifest(out).models["lstm_text_int8"].raw["scheduler"] == "none"
 
 
 def test_stream_config_implicit_state_and_start(pkg: Callable[[str], tuple[Path, Path]]) -> None:
@@ -110,8 +115,10 @@ def test_stream_config_implicit_state_and_start(pkg: Callable[[str], tuple[Path,
         assert init.zero_data and list(init.dims) == list(s.dims) == [2, 4] and init.name
     graph_inputs = {i.name for i in onnx.load(str(out / "lstm_text_stream" / "1" / "model.onnx")).graph.input}
     assert graph_inputs == {"input", "lengths", "START", "h0", "c0"}
-    assert all(set(w.inputs) == graph_inputs for w in cfg.model_warmup)
-    lengths_file = out / "lstm_text_stream" / "warmup" / "lengths_t6.bin"
+    # No warmup on an implicit-state model: Triton's warmup requests skip the sequence batcher, carry no
+    # state, and the ONNX Runtime backend refuses them, so the model would never load (review finding 1).
+    assert not cfg.model_warmup and not (out / "lstm_text_stream" / "warmup").exists()
+    lengths_file = out / "lstm_text" / "warmup" / "lengths_t6.bin"
     assert np.frombuffer(lengths_file.read_bytes(), dtype="<i8").tolist() == [6]
 
 
@@ -281,6 +288,61 @@ def test_force_and_refusals(pkg: Callable[[str], tuple[Path, Path]], tmp_path: P
     with pytest.raises(UsageError, match="float features"):
         write_package(bundle_dir, tmp_path / "y", PackageOptions(vocab=tmp_path / "v.txt"))
     assert not (tmp_path / "y").exists()
+
+
+def test_proof_outside_the_bundle_lock_and_memory_budget(
+    pkg: Callable[[str], tuple[Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import seqdeploy._atomic as atomic
+    from seqdeploy._atomic import bundle_transaction
+    from seqdeploy.errors import ResourceLimitError
+
+    bundle_dir, _ = pkg("gru_tagger")
+    with pytest.raises(ResourceLimitError, match=r"the package proof \(--max-batch 6, \[shapes\] seq max 24\)"):
+        write_package(bundle_dir, tmp_path / "small", PackageOptions(max_memory_gb=1e-6))
+    r = CliRunner().invoke(
+        cli, ["package", str(bundle_dir), "-o", str(tmp_path / "small"), "--max-memory-gb", "0.000001"]
+    )
+    assert r.exit_code == 2 and "--max-memory-gb" in r.output, r.output
+    assert not (tmp_path / "small").exists()
+
+    # A writer of the bundle (export --force, optimize, compile all commit like this) must not wait for the
+    # proof: the bundle's read lock is held only while the graphs are read and the reference is loaded.
+    monkeypatch.setattr(atomic, "_LOCK_WAIT_S", 3.0)
+    waits: list[float] = []
+
+    def progress(done: int, total: int) -> None:
+        t0 = time.monotonic()
+        with bundle_transaction(bundle_dir) as tx:
+            tx.commit(json.loads((Path(bundle_dir) / "manifest.json").read_text()))
+        waits.append(time.monotonic() - t0)
+
+    write_package(bundle_dir, tmp_path / "p", PackageOptions(), progress=progress)
+    assert len(waits) == 2 and max(waits) < 3.0, waits
+    assert check_package(tmp_path / "p").passed
+
+
+@pytest.mark.parametrize("lengths", [True, False], ids=["lengths", "no-lengths"])
+def test_stream_proof_varies_chunks_when_the_minimum_t_is_large(
+    lengths: bool, tmp_path: Path, export_tiny: Callable[..., Path]
+) -> None:
+    """With [shapes] seq min 5 the chunks used to collapse to 5 and the lengths to multiples of 5: no padded
+    rows, no varied chunks (finding 20)."""
+    import re
+
+    bundle = export_tiny(shapes={"batch": [1, 3, 6], "seq": [5, 8, 40]}, export={"lengths": lengths})
+    r = write_package(bundle, tmp_path / "p", PackageOptions(name="m"))
+    parity = r.manifest["models"]["m_stream"]["parity"]
+    assert parity["passed"]
+    assert len(set(parity["chunks"])) == 5 and all(5 <= c <= 40 for c in parity["chunks"]), parity["chunks"]
+    assert any(n % 5 for n in parity["sequence_lengths"]), parity["sequence_lengths"]
+    cases = [c for c in r.report.cases if c.mode == "stream"]
+    takes = [int(t) for c in cases for t in re.findall(r"(\d+)@row", c.detail.split("[", 1)[1].split("]")[0])]
+    assert len(set(takes)) >= 4, takes
+    if not lengths:  # no padding possible: every request is at least the packaged minimum
+        assert min(takes) >= 5, takes
+    else:  # rows that run out before the others are padded (their lengths say so)
+        assert min(takes) < 5, takes
 
 
 def test_vocab_must_fit_the_embedding(tmp_path: Path, export_tiny: Callable[..., Path]) -> None:

@@ -225,8 +225,10 @@ def test_models_backends_and_capabilities(pkg: Callable[[str], Path]) -> None:
     out = pkg("lstm_text")
     with pytest.raises(UsageError, match="has no model 'nope'; its models are lstm_text, lstm_text_int8"):
         load(out, model="nope")
-    with pytest.raises(UsageError, match="unknown runtime backend 'trt'"):
-        load(out, backend="trt")
+    with pytest.raises(UsageError, match="unknown runtime backend 'tensorrt'"):
+        load(out, backend="tensorrt")
+    with pytest.raises(BackendUnavailable, match="no TensorRT engine for model 'lstm_text'"):
+        load(out, backend="trt")  # a backend now; this package has no engines (see test_package_trt.py)
     with pytest.raises(BackendUnavailable, match="seqdeploy\\[gpu\\]"):
         load(out, backend="ort-cuda")
     with pytest.raises(UsageError, match="CPU only"):
@@ -256,6 +258,17 @@ def test_text_rules_and_labels(pkg: Callable[[str], Path]) -> None:
     assert all(label in ("neg", "neutral", "pos") for label in r["labels"])
     direct = p.predict(np.array([[2, 4, 10, 5, 6, 11]], dtype=np.int64))
     np.testing.assert_allclose(r["output"][:1], direct["output"], atol=1e-6)
+
+
+def test_int8_rows_run_alone(pkg: Callable[[str], Path]) -> None:
+    """int8's dynamic quantization uses one scale per execution: each text's answer must be its own run's."""
+    p8 = load(pkg("lstm_text"), model="lstm_text_int8")
+    texts = ["the film was good !", "bad", "not a great movie , the plot was fine ."]
+    r = p8.predict_text(texts)
+    for i, text in enumerate(texts):
+        alone = p8.predict_text([text])
+        np.testing.assert_array_equal(r["output"][i], alone["output"][0], err_msg=text)
+        assert r["labels"][i] == alone["labels"][0]
 
 
 def test_every_tampered_file_is_refused_by_name(pkg: Callable[[str], Path], tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from seqdeploy.runtime import Predictor, load
 from tests.integration._packages import package_for, run_blocked
-from tests.integration._serve import Server, infer_input, metric, wait_until
+from tests.integration._serve import HOOKED_SERVER, Server, infer_input, metric, wait_until
 
 httpclient = pytest.importorskip("tritonclient.http")
 pytest.importorskip("starlette")
@@ -330,6 +330,9 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server: Server, clien
     assert status == 400 and "expected a JSON object" in msg
     status, msg = post(b'{"inputs": [{"name": "input", "datatype": "INT64", "shape": [1, 2]}]}')
     assert status == 400 and "Input must set only one of the following fields" in msg
+    # A raw binary body (Inference-Header-Content-Length: 0) names no input: only a one-input model takes it.
+    status, msg = post(ids.tobytes(), {"Inference-Header-Content-Length": "0"})
+    assert status == 400 and "Raw request must only have 1 input" in msg and "3 inputs" in msg
 
     cases: list[tuple[list[Any], str]] = [
         (
@@ -422,9 +425,10 @@ def test_bearer_token(pkg: Path, tmp_path: Path, ref: Predictor) -> None:
 
 
 def test_backend_fault_sigterm_and_sequence_bounds(pkg: Path, ref: Predictor, ref_stream: Predictor) -> None:
-    """One server with the test hooks: a crashing and a slow token, 2 sequence slots, a short idle time."""
-    env = {"SEQDEPLOY_SERVE_FAULT_TOKEN": str(FAULT), "SEQDEPLOY_SERVE_SLOW_TOKEN": f"{SLOW}:2"}
-    s = Server(pkg, "--max-sequences", "2", "--sequence-wait-s", "0.5", "--sequence-idle-s", "1.5", env=env)
+    """One server with a test-only model subclass (a crashing and a slow token), 2 sequence slots, a short idle
+    time."""
+    hooked = HOOKED_SERVER.format(fault=FAULT, slow=SLOW, slow_s=2)
+    s = Server(pkg, "--max-sequences", "2", "--sequence-wait-s", "0.5", "--sequence-idle-s", "1.5", code=hooked)
     try:
         c = httpclient.InferenceServerClient(s.url, concurrency=8, network_timeout=60)
         rng = np.random.default_rng(1)
@@ -533,13 +537,112 @@ def test_model_without_lengths_merges_equal_t_only(
                 for _ in range(15):
                     x = rng.standard_normal((int(rng.integers(1, 4)), int(rng.integers(2, 5)), 5)).astype(np.float32)
                     r = c.infer("nostate", [infer_input("input", x)])
-                    worst = max(worst, float(np.abs(r.as_numpy("output") - ref.predict(x)["output"]).max()))
+                    # Every output: a unidirectional RNN padded at the end keeps `output` on the valid steps
+                    # but not h_n, so comparing `output` alone would not see a merge across different T.
+                    for name, want in ref.predict(x).items():
+                        worst = max(worst, float(np.abs(r.as_numpy(name) - want).max()))
             finally:
                 c.close()
             return worst
 
         with ThreadPoolExecutor(8) as pool:
             assert max(pool.map(worker, range(8), timeout=300)) <= ATOL
+
+        # A raw binary request (Inference-Header-Content-Length: 0): the body is the single input, its shape
+        # [1, T, 5] deduced from the config, every output binary.
+        x = np.random.default_rng(5).standard_normal((1, 4, 5)).astype(np.float32)
+        status, body, headers = s.request(
+            "POST", "/v2/models/nostate/infer", x.tobytes(), {"Inference-Header-Content-Length": "0"}
+        )
+        assert status == 200, body
+        size = int(headers["inference-header-content-length"])
+        doc = json.loads(body[:size])
+        want = ref.predict(x)
+        offset = size
+        for out in doc["outputs"]:
+            n = out["parameters"]["binary_data_size"]
+            got = np.frombuffer(body[offset : offset + n], dtype=np.float32).reshape(out["shape"])
+            offset += n
+            np.testing.assert_array_equal(got, want[out["name"]])
+        assert offset == len(body) and {o["name"] for o in doc["outputs"]} == set(want)
+
+        # No --max-body-mb: the limit is derived from the package (its largest valid request as JSON, >= 1 MiB),
+        # so a multi-MB body is refused at once instead of being buffered and parsed.
+        status, body, _ = s.request("POST", "/v2/models/nostate/infer", b"[" + b"1," * (3 << 20) + b"1]")
+        assert status == 400, body
+        assert "exceeds the maximum allowed size of 1048576 bytes" in json.loads(body)["error"]
+
+
+def test_int8_requests_are_never_merged(
+    tmp_path_factory: pytest.TempPathFactory, export_tiny: Callable[..., Path]
+) -> None:
+    """int8 graphs quantize with one scale per execution (padding rows included): a merged request's answer
+    would depend on its batch companions. Queued before the workers start, the requests must still run alone."""
+    from seqdeploy.serve import ServeOptions, load_models
+    from seqdeploy.serve._metrics import Metrics
+    from seqdeploy.serve._protocol import InferRequest, RequestTensor
+    from seqdeploy.serve._scheduler import Job, Outcome
+
+    _, out = package_for("lstm_text", tmp_path_factory, export_tiny)
+    name = "lstm_text_int8"
+    metrics = Metrics([(name, "1")])
+    model, sched = load_models(out, ServeOptions(out, models=(name,), queue_delay_us=200_000), metrics)[name]
+    checks: list[int] = []
+    check = model.predictor.check
+    model.predictor.check = lambda feeds: checks.append(1) or check(feeds)  # type: ignore[method-assign]
+    rng = np.random.default_rng(3)
+    sent: list[tuple[np.ndarray, np.ndarray, list[Outcome]]] = []
+    for t in (6, 2, 4, 5):
+        ids = rng.integers(0, 16, size=(1, t)).astype(np.int64)
+        lengths = np.array([[t]], dtype=np.int64)
+        zeros = np.zeros((1, 2, 4), np.float32)
+        req = InferRequest(
+            inputs=[
+                RequestTensor("input", "INT64", ids.shape, ids),
+                RequestTensor("lengths", "INT64", (1, 1), lengths),
+                RequestTensor("h0", "FP32", zeros.shape, zeros),
+                RequestTensor("c0", "FP32", zeros.shape, zeros),
+            ]
+        )
+        box: list[Outcome] = []
+        sched.submit(Job(model.prepare(req), box.append))
+        sent.append((ids, lengths, box))
+    sched.start()
+    try:
+        wait_until(lambda: all(box for *_, box in sent), 60, "int8 outcomes")
+        assert len(checks) == len(sent)  # each request checked once, alone; executions are not re-validated
+        for ids, lengths, box in sent:
+            outputs = box[0].outputs
+            assert outputs is not None, box[0].error
+            alone = model.predictor.predict(ids, lengths=lengths.reshape(-1))
+            for n, arr in alone.items():
+                np.testing.assert_array_equal(outputs[n], arr, err_msg=n)
+        assert metrics.value("nv_inference_exec_count", name) == len(sent)
+    finally:
+        sched.stop(10)
+
+
+def test_startup_verifies_the_package_once(
+    tmp_path_factory: pytest.TempPathFactory, export_tiny: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One sha256 pass and one read lock for every model's config and graph (finding 13)."""
+    import seqdeploy.runtime._predictor as predictor_module
+    from seqdeploy.serve import ServeOptions, load_models
+
+    _, out = package_for("lstm_text", tmp_path_factory, export_tiny)
+    calls: list[tuple[str, ...]] = []
+    verify = predictor_module.verify_files
+
+    def counting(manifest: Any, *, keep: Any = (), staging: bool = False) -> Any:
+        calls.append(tuple(sorted(keep)))
+        return verify(manifest, keep=keep, staging=staging)
+
+    monkeypatch.setattr(predictor_module, "verify_files", counting)
+    models = load_models(out, ServeOptions(out))
+    assert sorted(models) == ["lstm_text", "lstm_text_int8", "lstm_text_stream"]
+    assert len(calls) == 1, calls
+    for name in models:
+        assert f"{name}/config.pbtxt" in calls[0] and f"{name}/1/model.onnx" in calls[0]
 
 
 def test_serving_imports_no_torch(pkg: Path, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ def _problems(pkg: Path, model: str) -> list[str]:
         max_batch=e.max_batch_size,
         start=e.start,
         cpu_only=e.precision == "int8",
+        merge=e.merges_requests,
     )
 
 
@@ -59,6 +60,7 @@ STREAM = "lstm_text_stream"
             "TYPE_INT32 in the config but TYPE_INT64",
         ),
         (STATELESS, "dynamic_batching {", "sequence_batching { }\ndynamic_batching {", "does not parse"),
+        ("lstm_text_int8", "instance_group {", "dynamic_batching { }\ninstance_group {", "must never be merged"),
         (
             STATELESS,
             "  max_queue_delay_microseconds: 100\n}",
@@ -115,9 +117,11 @@ STREAM = "lstm_text_stream"
         ),
         (
             STREAM,
-            '  inputs {\n    key: "START"',
-            '  inputs {\n    key: "NOT_START"',
-            "does not cover the graph inputs ['START']",
+            "sequence_batching {",
+            'model_warmup {\n  name: "w"\n  batch_size: 1\n  inputs {\n    key: "input"\n    value {\n'
+            "      data_type: TYPE_INT64\n      dims: [ 6 ]\n      zero_data: true\n    }\n  }\n}\n"
+            "sequence_batching {",
+            "model_warmup on a model with implicit state",
         ),
     ],
     ids=lambda x: x if isinstance(x, str) and len(x) < 20 else None,
@@ -168,8 +172,8 @@ def test_state_names_must_sort_into_their_pairs(tmp_path: Path) -> None:
     model = tmp_path / "m"
     (model / "1").mkdir(parents=True)
     (model / "1" / "model.onnx").write_bytes(b"")
-    config = stream_config("m", spec, start="START", max_batch=2, samples=[])
-    del config["model_warmup"]
+    config = stream_config("m", spec, start="START", max_batch=2)
+    assert "model_warmup" not in config
     (model / "config.pbtxt").write_text(render_pbtxt(config))
     io = _io(
         {
@@ -182,7 +186,7 @@ def test_state_names_must_sort_into_their_pairs(tmp_path: Path) -> None:
     )
     problems = check_model_config(model, io, spec=spec, kind="stream", max_batch=2, start="START")
     assert any("do not sort into the same pairs" in p for p in problems), problems
-    assert any("no model_warmup" in p for p in problems), problems
+    assert not any("warmup" in p for p in problems), problems  # implicit state: no warmup, and none required
     # the same graph with names that sort alike passes the pairing rule
     text = (model / "config.pbtxt").read_text()
     (model / "config.pbtxt").write_text(text.replace("z_out", "a_out").replace("y_out", "b_out"))

@@ -110,3 +110,30 @@ def test_write_tar_refuses_links(tmp_path: Path) -> None:
     os.symlink("/etc/passwd", src / "m" / "link")
     with pytest.raises(IntegrityError, match="no links"):
         write_tar(src, tmp_path / "a.tar.gz", root="pkg")
+
+
+def test_declared_sizes_are_capped_before_anything_is_extracted(tmp_path: Path) -> None:
+    """A small .tar.gz can declare a multi-GB member (a gzip bomb would fill /tmp before any sha256 check)."""
+
+    def bomb(tf: tarfile.TarFile) -> None:
+        _file(tf, "pkg/seqdeploy.json", b"{}")
+        info = tarfile.TarInfo("pkg/big.bin")
+        info.size = 40 << 30  # header only: the archive stays tiny, the declared size does not
+        tf.addfile(info)
+
+    archive = _tar(tmp_path / "bomb.tar.gz", bomb)
+    assert archive.stat().st_size < 10_000
+    with pytest.raises(IntegrityError, match="declare more than"):
+        extract(archive, tmp_path / "d")
+    assert not any((tmp_path / "d").iterdir())
+    ok = _tar(tmp_path / "ok.tar.gz", lambda tf: _file(tf, "pkg/seqdeploy.json", b"x" * 100))
+    with pytest.raises(IntegrityError, match="declare more than 50 bytes"):
+        extract(ok, tmp_path / "e", max_bytes=50)
+    assert extract(ok, tmp_path / "f", max_bytes=100) == tmp_path / "f" / "pkg"
+
+
+def test_python_without_the_data_filter_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ok = _tar(tmp_path / "ok.tar.gz", lambda tf: _file(tf, "pkg/seqdeploy.json"))
+    monkeypatch.delattr(tarfile, "data_filter")
+    with pytest.raises(UsageError, match=r"Python >= 3\.11\.4"):
+        extract(ok, tmp_path / "d")

@@ -106,6 +106,40 @@ def test_malformed_manifests(tmp_path: Path, override: dict[str, Any], error: ty
         read_manifest(root)
 
 
+def _trt(**override: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "for_model": "m",
+        "precision": "fp32",
+        "config": "m_trt/config.pbtxt",
+        "inputs": [_tensor("input", "float32", ["seq", "batch", 3]), _tensor("h0", "float32", [1, "batch", 3])],
+        "outputs": [_tensor("output", "float32", ["seq", "batch", 3]), _tensor("h_n", "float32", [1, "batch", 3])],
+        "state": [{"input": "h0", "output": "h_n"}],
+        "ranges": {"batch": [1, 2], "seq": [1, 8]},
+        "engines": [{"file": "m_trt/1/a.plan", "compute_capability": "7.5", "plan_sha256": "0" * 64}],
+    }
+    entry.update(override)
+    return {"models": {"m_trt": entry}, "note": ""}
+
+
+def test_tensorrt_models_are_read_and_checked(tmp_path: Path) -> None:
+    # packages made before TensorRT models were packaged say "models": []
+    assert read_manifest(_write(tmp_path / "old", FILES, trt={"models": [], "note": "x"})).trt_models == {}
+    m = read_manifest(_write(tmp_path / "new", FILES, trt=_trt()))
+    t = m.trt_models["m_trt"]
+    assert m.trt_for("m") is t and m.trt_for("m_stream") is None
+    assert t.spec.tensor("input").batch_axis == 1 and t.ranges == {"batch": (1, 2), "seq": (1, 8)}
+    with pytest.raises(UsageError, match="TensorRT form of 'm'"):
+        m.model("m_trt")
+    for override, match in (
+        ({"for_model": "zz"}, "for_model 'zz'"),
+        ({"engines": []}, "lists no engine"),
+        ({"engines": [{"file": "m/1/a.plan", "compute_capability": "7.5", "plan_sha256": "0"}]}, "not inside"),
+        ({"engines": [{"file": "../a.plan", "compute_capability": "7.5", "plan_sha256": "0"}]}, "not a plain"),
+    ):
+        with pytest.raises(IntegrityError, match=match):
+            read_manifest(_write(tmp_path / match.replace(" ", "_"), FILES, trt=_trt(**override)))
+
+
 def test_digest_and_not_a_package(tmp_path: Path) -> None:
     root = _write(tmp_path / "p", FILES)
     raw = json.loads((root / "seqdeploy.json").read_text())

@@ -371,3 +371,114 @@ def test_sequences_order_reset_bounds_and_reaping() -> None:
             s.submit(_job([1], 3)[0])
     finally:
         s.stop(10)
+
+
+def test_new_sequences_beyond_the_backlog_are_refused_at_once() -> None:
+    """A burst of STARTs must not fill the queue that live sequences' requests need (review finding 7)."""
+    m = FakeModel(candidates=1)
+    s = SequenceScheduler(m, max_backlog=2, slot_wait_s=5)  # type: ignore[arg-type]
+    # Not started: every job stays queued, so the slot and backlog counts are exact.
+    s.submit(_job([1], 1, start=True)[0])  # takes the only slot
+    s.submit(_job([1], 2, start=True)[0])  # backlog 1
+    s.submit(_job([1], 3, start=True)[0])  # backlog 2
+    t0 = time.monotonic()
+    with pytest.raises(ServeError) as e:
+        s.submit(_job([1], 4, start=True)[0])
+    assert e.value.status == 503 and "2 new sequences already wait for a slot" in e.value.message
+    assert time.monotonic() - t0 < 1  # at once, not after slot_wait_s
+    s.submit(_job([2], 1)[0])  # the live sequence still gets in
+    assert s.gauges()["backlog_sequences"] == 2 and s.queued == 4
+    assert SequenceScheduler(m).max_backlog == 1  # default: max_sequences  # type: ignore[arg-type]
+
+
+def test_an_internal_error_fails_its_batch_only_and_the_loop_goes_on() -> None:
+    """A bug in picking or splitting a batch answers those requests with 500; the model keeps serving."""
+    m = FakeModel(delay_us=0)
+    s = DynamicScheduler(m)  # type: ignore[arg-type]
+    calls = {"split": 0}
+    armed = {"select": False}
+    split, select = s._split, s._select
+
+    def bad_split(batch: Any, outs: Any) -> Any:
+        calls["split"] += 1
+        if calls["split"] == 1:
+            raise KeyError("planted bug in _split")
+        return split(batch, outs)
+
+    def bad_select() -> Any:
+        if armed["select"] and s._queue:
+            armed["select"] = False
+            raise ValueError("planted bug in _select")
+        return select()
+
+    s._split = bad_split  # type: ignore[method-assign]
+    s._select = bad_select  # type: ignore[method-assign]
+    s.start()
+    try:
+        j, g = _job([1, 2])
+        s.submit(j)
+        out = _wait(g)
+        assert out.error is not None and out.error.status == 500 and "planted bug in _split" in out.error.message
+        assert s.healthy
+        j, g = _job([3])
+        s.submit(j)
+        assert _wait(g).outputs["h_n"].tolist() == [[3]]  # type: ignore[index]
+        armed["select"] = True
+        j, g = _job([4])
+        s.submit(j)
+        out = _wait(g)
+        assert out.error is not None and out.error.status == 500 and "planted bug in _select" in out.error.message
+        assert s.healthy
+        j, g = _job([6])
+        s.submit(j)
+        assert _wait(g).outputs["h_n"].tolist() == [[6]]  # type: ignore[index]
+    finally:
+        s.stop(10)
+    assert s.healthy  # stopped: not a failure
+
+
+def test_cancel_withdraws_a_queued_request() -> None:
+    m = FakeModel()
+    s = SequenceScheduler(m)  # type: ignore[arg-type]
+    j, g = _job([1], 7, start=True)
+    s.submit(j)
+    assert s.cancel(j) and s.queued == 0 and not g
+    assert not s.cancel(j)
+
+
+def test_a_declared_shape_far_beyond_the_model_is_refused_before_its_data() -> None:
+    """A huge JSON body must not be turned into Python lists and arrays just to be refused (finding 5)."""
+    limits = {"input": 144, "lengths": 6}
+    doc = {"inputs": [{"name": "input", "datatype": "INT64", "shape": [1, 10**9], "data": [1, 2, 3]}]}
+    with pytest.raises(ServeError, match=r"holds 1000000000 elements, far more than model 'm' accepts \(144"):
+        parse_infer_request(json.dumps(doc).encode(), None, "m", max_elements=limits)
+    doc = {"inputs": [{"name": "other", "datatype": "INT64", "shape": [10**6], "data": [1]}]}
+    with pytest.raises(ServeError, match="far more than model 'm' accepts"):  # unknown names: the largest limit
+        parse_infer_request(json.dumps(doc).encode(), None, "m", max_elements=limits)
+    # A near miss (batch 7 for 6) is left to the model's own checks, which name the rule it breaks.
+    doc = {"inputs": [{"name": "lengths", "datatype": "INT64", "shape": [7, 1], "data": [1] * 7}]}
+    assert parse_infer_request(json.dumps(doc).encode(), None, "m", max_elements=limits).inputs[0].shape == (7, 1)
+
+
+def test_byte_budget_waits_then_refuses() -> None:
+    import asyncio
+
+    from seqdeploy.serve._app import ByteBudget
+
+    async def scenario() -> None:
+        budget = ByteBudget(100)
+        a = await budget.acquire(60, 1)
+        waiter = asyncio.ensure_future(budget.acquire(50, 5))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()  # 60 + 50 > 100: waits for a release
+        await budget.release(a)
+        assert await waiter == 50 and budget.used == 50
+        t0 = time.monotonic()
+        with pytest.raises(ServeError) as e:
+            await budget.acquire(60, 0.2)
+        assert e.value.status == 503 and "--max-inflight-mb" in e.value.message
+        assert time.monotonic() - t0 >= 0.15
+        await budget.release(50)
+        assert await budget.acquire(10**9, 1) == 100  # one request may always use the whole budget
+
+    asyncio.run(scenario())
