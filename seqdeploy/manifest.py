@@ -71,6 +71,12 @@ def library_versions(*names: str) -> dict[str, str | None]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
+    if "seqdeploy" in out and out["seqdeploy"] is None:
+        # Run from a checkout on sys.path (no pip install, as on a GPU machine that cannot reach PyPI): the
+        # source still knows its version, and a report that says "None" hides which code produced it.
+        from seqdeploy import __version__
+
+        out["seqdeploy"] = __version__
     return out
 
 

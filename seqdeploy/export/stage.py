@@ -372,7 +372,7 @@ def _export_into(
     import torch
 
     from seqdeploy.export.onnx import TRACE_BATCH, TRACE_SEQ
-    from seqdeploy.lint import lint_manifest
+    from seqdeploy.lint import DEFAULT_TARGET, lint_manifest
 
     built = _build_python(cfg, checkpoint, max_memory_gb) if cfg.model.is_python else _build_zoo(cfg, checkpoint)
     fault_point("export:model-built")
@@ -444,6 +444,6 @@ def _export_into(
         "seqs": list(check.seqs or ()),
     }
     # TensorRT readiness, recorded but never fatal here: the bundle says whether it would parse.
-    manifest["lint"] = {"trt10": lint_manifest(tmp, manifest, "trt10").to_dict()}
+    manifest["lint"] = {DEFAULT_TARGET: lint_manifest(tmp, manifest, DEFAULT_TARGET).to_dict()}
     write_manifest(tmp / MANIFEST, manifest)
     return built, manifest, report

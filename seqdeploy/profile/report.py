@@ -138,6 +138,13 @@ def _f(x: float | None, fmt: str = ".3g") -> str:
     return "—" if x is None or not math.isfinite(x) else format(x, fmt)
 
 
+def _pct(x: float | None) -> str:
+    """Whole percents, except below 1 %: a small RNN on a big GPU runs at 0.01 % of its sgemm (measured on an
+    H200), and a column of zeros would say "nothing was measured".
+    """
+    return _f(x, ".0f" if x is None or x >= 1 else ".2g")
+
+
 _COLS = (
     "backend",
     "mode",
@@ -173,7 +180,7 @@ def _rows(report: ProfileReport) -> list[list[str]]:
                 _f(c.sequences_per_s, ".4g"),
                 _f(c.tokens_per_s, ".4g"),
                 _f(c.gflops),
-                _f(c.pct_of_sgemm, ".0f"),
+                _pct(c.pct_of_sgemm),
                 f"{_f(c.speedup, '.2f')}×" if c.speedup is not None else "—",
                 "winner" if c.winner else "",
             ]

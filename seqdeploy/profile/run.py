@@ -94,19 +94,22 @@ def machine_info(threads: int | None) -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    gpu = None
-    if "torch" in sys.modules:  # only ask torch about GPUs if a torch backend already imported it
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "threads": threads,
-        "gpu": gpu,
+        "gpu": _gpu_name(),
         "versions": library_versions("seqdeploy", "torch", "onnxruntime", "onnx", "numpy"),
     }
+
+
+def _gpu_name() -> str | None:
+    """The GPU torch sees, asked only when a backend already imported torch (a CPU-only sweep stays torch-free)."""
+    if "torch" not in sys.modules:
+        return None
+    import torch
+
+    return str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None
 
 
 def _check_range(bundle: Bundle, shapes: list[tuple[int, int]], allow: bool) -> None:
@@ -279,6 +282,9 @@ def profile(
                     else runners[n]
                     for n in (names if stream_ok else [])
                 }
+            # Asked again now that the runners are loaded: a torch-cuda runner imports torch only here, and a
+            # GPU profile whose report names no GPU (seen on the first GPU run) cannot be compared with another.
+            report.env["gpu"] = _gpu_name()
             libraries = list(dict.fromkeys(library_of(n) for n in names)) if opts.sgemm_n else []
             # The sgemm reference is measured before and after the sweep; the report uses the mean and
             # keeps both, so drift of a shared machine during the run is visible.

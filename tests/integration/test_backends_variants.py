@@ -9,7 +9,6 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from seqdeploy.backends import make_runner
 from seqdeploy.cli import cli
 from seqdeploy.errors import IntegrityError, UsageError
 from seqdeploy.lint.bundle import variant_file
@@ -35,11 +34,10 @@ def test_a_variant_outside_the_bundle_is_refused_by_every_reader(evil_fp16):
     d = evil_fp16
     res = CliRunner().invoke(cli, ["verify", str(d), "--backends", "torch,ort-cpu-fp16", "--batch", "1", "--seq", "3"])
     assert res.exit_code == 2, res.output  # was: exit 0, '../outside/evil.onnx' opened and run
-    assert "'../outside/evil.onnx' points outside the bundle" in res.output
-    bundle = Bundle.load(d)
-    for backend in ("ort-cpu-fp16", "ort-trt-fp16"):
-        with pytest.raises(IntegrityError, match="points outside the bundle"):
-            make_runner(backend, bundle)
+    assert "../outside/evil.onnx: points outside the bundle" in res.output
+    # The integrity check walks a variant's `graphs` values too, so no reader gets as far as a runner.
+    with pytest.raises(IntegrityError, match="points outside the bundle"):
+        Bundle.load(d)
     for args in (["lint", str(d)], ["compile", str(d), "--plan-only", "--precision", "fp16"]):
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 2 and "points outside the bundle" in res.output, (args, res.output)

@@ -218,3 +218,29 @@ def test_explicit_shapes_replace_the_grid(lstm_dir: Path, tmp_path: Path) -> Non
     ]
     code, text = run("profile", str(lstm_dir), "--shapes", "1x2", "--batch", "1")
     assert code == 2 and "--shapes replaces" in text
+
+
+def test_the_report_names_the_gpu_a_runner_found_after_loading(
+    lstm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen on the first GPU run: torch-cuda imports torch only when its runner loads, after the report's
+    # environment was taken, so the GPU profile said "gpu": null. The GPU is asked for again once runners exist.
+    import seqdeploy.profile.run as prun
+
+    loaded = {"yes": False}
+    real_make = prun.make_runner
+
+    def make(*a: object, **k: object) -> object:
+        loaded["yes"] = True
+        return real_make(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(prun, "make_runner", make)
+    monkeypatch.setattr(prun, "_gpu_name", lambda: "Fake GPU 9000" if loaded["yes"] else None)
+    j = tmp_path / "p.json"
+    code, text = run(
+        "profile", str(lstm_dir), "--backends", "torch", "--batch", "1", "--seq", "2", "--iters", "1", "--json", str(j)
+    )
+    assert code == 0, text
+    env = json.loads(j.read_text())["env"]
+    assert env["gpu"] == "Fake GPU 9000"
+    assert env["versions"]["seqdeploy"]  # never None, also when run from a checkout on sys.path

@@ -130,3 +130,20 @@ def test_a_truncated_file_is_caught_by_its_size_without_hashing(bundle: Path, mo
     with pytest.raises(IntegrityError, match=r"model\.pt: differs"):
         Bundle.load(bundle)
     assert "model.pt" not in hashed
+
+
+def test_library_versions_names_seqdeploy_when_run_from_a_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A GPU machine with no PyPI runs seqdeploy from PYTHONPATH: metadata has no entry, the source has a version.
+    import seqdeploy
+
+    real = manifest_module.metadata.version
+
+    def version(name: str) -> str:
+        if name == "seqdeploy":
+            raise manifest_module.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(manifest_module.metadata, "version", version)
+    got = manifest_module.library_versions("seqdeploy", "numpy", "no-such-package-xyz")
+    assert got["seqdeploy"] == seqdeploy.__version__
+    assert got["numpy"] and got["no-such-package-xyz"] is None

@@ -105,6 +105,16 @@ def test_speedups_and_winners() -> None:
     assert d["cases"][0]["host_ms"]["p50_ms"] == pytest.approx(3.0)
 
 
+def test_percent_of_sgemm_keeps_small_values_visible() -> None:
+    rep = ProfileReport(baseline="torch", backends=["torch"])
+    rep.cases = [_case("torch", 1, 8, 1.0), _case("torch", 1, 16, 1.0)]
+    rep.finish()
+    rep.cases[0].pct_of_sgemm = 0.0146
+    rep.cases[1].pct_of_sgemm = 57.4
+    rows = render_markdown(rep)
+    assert "| 0.015 |" in rows and "| 57 |" in rows
+
+
 def test_missing_baseline_gives_no_speedup() -> None:
     rep = ProfileReport(baseline="torch", backends=["ort-cpu"])
     rep.cases = [_case("ort-cpu", 1, 8, 1.0)]
