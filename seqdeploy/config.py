@@ -318,7 +318,8 @@ class ExportConfig:
     """``source = "python"`` only. The tracer warns when a ``forward`` reads tensor values in Python (an ``if``
     on a value, ``int(t)``, iterating over a tensor): the graph freezes what they were at trace time, and no
     check on random inputs may notice. Export refuses such a module, naming each ``file:line``; ``true``
-    exports it anyway, recording the warnings in the manifest and repeating them in every verify."""
+    exports it anyway: the export prints them, the manifest records them (``user_module.tracer_warnings``) and
+    every verify repeats them."""
 
     def __post_init__(self) -> None:
         # 14 is the first opset with LSTM `layout`; below that the TorchScript exporter's RNN

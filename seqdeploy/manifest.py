@@ -253,6 +253,14 @@ def _check_user_module(sc: _Schema, um: Any, where: str) -> None:
     digest = sc.need(um, "source_sha256", str, where, optional=True)
     if digest is not None and not _HEX64.match(digest):
         sc.problems.append(f"{where}.source_sha256: expected 64 lowercase hex digits")
+    files = sc.need(um, "source_files", dict, where, optional=True)
+    for path, file_digest in (files or {}).items():
+        if not (isinstance(file_digest, str) and _HEX64.match(file_digest)):
+            sc.problems.append(f"{where}.source_files[{path!r}]: expected 64 lowercase hex digits")
+    frozen = sc.need(um, "tracer_warnings", list, where, optional=True)
+    for i, line in enumerate(frozen or []):
+        if not isinstance(line, str):
+            sc.problems.append(f"{where}.tracer_warnings[{i}]: expected a string, got {type(line).__name__}")
     sc.need(um, "bidirectional", bool, where)
     sc.need(um, "recurrent", list, where)
     flops = sc.need(um, "flops_per_token", int, where)

@@ -297,6 +297,9 @@ def _build_python(cfg: PipelineConfig, checkpoint: str | Path | None, max_memory
         "call": cfg.io.signature.describe(),
         "source_file": source,
         "source_sha256": sha256(Path(source)) if source and Path(source).is_file() else None,
+        # Every file the entry is read from (the defining file, and the entry module's own when the class is
+        # imported into it: `from layers import Net`): verify warns when any of them changed since export.
+        "source_files": {f: sha256(Path(f)) for f in info.source_files if Path(f).is_file()},
         "parameters": int(sum(p.numel() for p in model.net.parameters())),
         "recurrent": layers,
         "bidirectional": bidirectional,
@@ -366,6 +369,29 @@ def _explain_python_failure(report: ParityReport, layers: list[dict[str, Any]]) 
     return ("\n" + "\n".join(advice)) if advice else ""
 
 
+def _record_tracer_warnings(built: _Built) -> None:
+    """With ``[export] allow_tracer_warnings = true``, what the trace froze in the user's code (collected by
+    :func:`~seqdeploy.export.onnx.export_onnx`) goes into ``user_module.tracer_warnings`` — every verify
+    repeats it from there — and is shown now: an opt-in that printed nothing would hide what it allowed.
+    """
+    um = built.fields.get("user_module")
+    if not isinstance(um, dict):  # a zoo model: nothing of the user's is traced
+        return
+    from seqdeploy.models.user import UserModel
+
+    module = built.modules.get("sequence")
+    if not isinstance(module, UserModel) or not module.tracer_warnings:
+        return
+    frozen = list(module.tracer_warnings)
+    um["tracer_warnings"] = frozen
+    built.warnings.append(
+        "allow_tracer_warnings = true: values frozen at trace time: "
+        + "; ".join(frozen)
+        + "; the graph computes them as they were for the trace's random inputs, for every input — prove the "
+        "bundle with seqdeploy verify DIR --expected FILE.npz on real data (docs/your-model.md)"
+    )
+
+
 def _export_into(
     cfg: PipelineConfig, tmp: Path, checkpoint: str | Path | None, max_memory_gb: float | None = None
 ) -> tuple[_Built, dict[str, Any], ParityReport]:
@@ -382,6 +408,7 @@ def _export_into(
         _write_graph(module, built.specs[graph], tmp / name, opset=cfg.export.opset)
         files.append(name)
     fault_point("export:onnx-written")
+    _record_tracer_warnings(built)
     graphs: dict[str, Any] = {}
     extra: list[str] = []
     for name, graph in zip(files, built.specs, strict=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 
 from seqdeploy.cli import cli
 from seqdeploy.errors import IntegrityError
-from seqdeploy.manifest import Bundle, manifest_digest, sha256, write_json
+from seqdeploy.manifest import Bundle, manifest_digest, sha256, validate_manifest, write_json
 from tests import tutorial_models
 from tests.tutorial_models import trained
 
@@ -435,11 +436,19 @@ def test_a_value_dependent_if_is_refused_naming_its_line(tmp_path: Path):
     cfg = _toml(tmp_path / "ok.toml", "net.py:N", GRU_CALL, GRU_INPUTS, extra="[export]\nallow_tracer_warnings = true")
     code, text = run("export", str(cfg), "-o", str(tmp_path / "x"))
     assert code == 0, text
+    where = f"{tmp_path / 'net.py'}:9: `if x.abs().max() > 6:"
+    # The opt-in is loud at export too: what was frozen, where, and how to prove the bundle anyway.
+    assert "WARNING: allow_tracer_warnings = true: values frozen at trace time" in text
+    assert where in text and "--expected FILE.npz" in text
     m = json.loads((tmp_path / "x" / "manifest.json").read_text())
     assert m["config"]["export"]["allow_tracer_warnings"] is True  # the opt-in is recorded with the bundle
+    frozen = m["user_module"]["tracer_warnings"]
+    assert len(frozen) == 1 and frozen[0].startswith(where), frozen
+    Bundle.load(tmp_path / "x")  # the schema accepts the record
     code, text = run("verify", str(tmp_path / "x"), "--batch", "2", "--seq", "3")
     assert code == 0, text
     assert "WARNING: exported with [export] allow_tracer_warnings = true" in text
+    assert where in text and "see the export's output" not in text
 
     # What the warning recommends catches it: golden outputs of real (here: large) inputs.
     mod = _import_file(tmp_path / "net.py").N()
@@ -590,6 +599,62 @@ def test_an_edit_to_the_file_defining_the_class_is_noticed(tmp_path: Path):
     code, text = run("verify", str(tmp_path / "x"), "--batch", "2", "--seq", "3")
     assert code == 1, text
     assert f"{pkg / 'nets.py'}: changed since export (sha256 differs)" in text
+
+
+def test_an_edit_to_the_entry_file_that_imports_the_class_is_noticed(tmp_path: Path):
+    """R2 follow-up: `net.py:Net` where net.py holds `from layers import Net`. Only layers.py (the defining
+    file) was hashed; an edit of net.py — which verify imports too — went unnoticed. Every file the entry is
+    read from is now recorded in user_module.source_files and checked."""
+    (tmp_path / "y2layers.py").write_text(GOOD)
+    (tmp_path / "net.py").write_text("from y2layers import Net\n")
+    cfg = _toml(
+        tmp_path / "m.toml", "net.py:Net", "(input) -> output", '[io.inputs]\ninput = { dims = ["seq", "batch", 3] }\n'
+    )
+    try:
+        code, text = run("export", str(cfg), "-o", str(tmp_path / "x"))
+        assert code == 0, text
+        m = json.loads((tmp_path / "x" / "manifest.json").read_text())
+        um = m["user_module"]
+        assert um["source_file"] == str(tmp_path / "y2layers.py")
+        assert um["source_files"] == {
+            str(tmp_path / "y2layers.py"): sha256(tmp_path / "y2layers.py"),
+            str(tmp_path / "net.py"): sha256(tmp_path / "net.py"),
+        }
+        assert validate_manifest(m) == []
+        code, text = run("verify", str(tmp_path / "x"), "--batch", "2", "--seq", "3")
+        assert code == 0, text
+        assert "changed since export" not in text
+        (tmp_path / "net.py").write_text("# the entry module, edited\nfrom y2layers import Net\n")
+        code, text = run("verify", str(tmp_path / "x"), "--batch", "2", "--seq", "3")
+        assert code == 0, text  # the same module: a warning, not a failure
+        assert f"{tmp_path / 'net.py'}: changed since export (sha256 differs)" in text
+        assert f"{tmp_path / 'y2layers.py'}: changed" not in text
+    finally:
+        sys.modules.pop("y2layers", None)
+
+
+def test_the_schema_checks_the_new_user_module_records(tmp_path: Path):
+    """source_files and tracer_warnings are optional, but typed when present."""
+    um = {
+        "entry": "n.py:N",
+        "resolved": "/n.py:N",
+        "call": "(input) -> output",
+        "kwargs": {},
+        "bidirectional": False,
+        "recurrent": [],
+        "flops_per_token": 0,
+    }
+    python = {"config": {"model": {"source": "python"}}}
+    problems = validate_manifest(python | {"user_module": um})
+    assert not any("user_module" in p for p in problems), problems
+    um |= {"source_files": {"/n.py": "xyz"}, "tracer_warnings": ["/n.py:3: `if x:` (why)", 7]}
+    problems = validate_manifest(python | {"user_module": um})
+    assert "manifest.user_module.source_files['/n.py']: expected 64 lowercase hex digits" in problems
+    assert "manifest.user_module.tracer_warnings[1]: expected a string, got int" in problems
+    um |= {"source_files": ["/n.py"], "tracer_warnings": "x"}
+    problems = validate_manifest(python | {"user_module": um})
+    assert "manifest.user_module.source_files: expected an object, got list" in problems
+    assert "manifest.user_module.tracer_warnings: expected an array, got str" in problems
 
 
 PACKED_NO_TOTAL_LENGTH = """
