@@ -65,6 +65,9 @@ def export_cmd(
             f"vectors: {vec['path']} ({vec['format']}, dim {vec['dim']}): {vec['found']}/{vec['found'] + vec['oov']} "
             f"vocabulary rows found ({vec['coverage']:.1%}), {vec['oov']} OOV initialised '{vec['oov_policy']}'"
         )
+    elif vec and "vocab_tokens" in vec:
+        # A vocab without vectors: checked (exists, one token per id) and recorded for `package`, loads nothing.
+        click.echo(f"vocab: {vec['vocab']} ({vec['vocab_tokens']} tokens) checked; no vectors file, nothing loaded")
     for warning in result.warnings:
         click.echo(f"WARNING: {warning}", err=True)
     worst = ", ".join(f"{k} {v:.2g}" for k, v in m["self_check"]["max_abs"].items())

@@ -214,7 +214,9 @@ def _build_zoo(cfg: PipelineConfig, checkpoint: str | Path | None) -> _Built:
         # The vectors and vocabulary files are not used (the checkpoint's embedding wins) but still checked:
         # a wrong path or a broken vocabulary is never silently ignored.
         vectors_record = check_unused_vectors(cfg)
-        if vectors_record is not None:
+        # A vocab-only record (vocab_tokens) is printed by the CLI as "vocab: PATH (N tokens) checked" with or
+        # without --checkpoint: it names no vectors that could have been loaded.
+        if vectors_record is not None and "vocab_tokens" not in vectors_record:
             messages.append(f"vectors: {vectors_record['path']} not loaded: {vectors_record['reason']}")
         ckpt = load_checkpoint(model, checkpoint, key_map=cfg.checkpoint.map)
         messages = ckpt.describe() + messages

@@ -41,7 +41,7 @@ class VocabReport:
         """JSON-ready form for the manifest."""
         return {
             "used": False,
-            "path": self.vocab,  # what export prints as "vectors: PATH not loaded: REASON"
+            "path": self.vocab,  # like every embedding_vectors record; export prints "vocab: PATH (N tokens) checked"
             "vocab": self.vocab,
             "vocab_tokens": self.tokens,
             "reason": f"no vectors file: the vocabulary was checked ({self.tokens} tokens, one per id) and "

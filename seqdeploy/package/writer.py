@@ -181,6 +181,11 @@ def _vocab_file(bundle: Bundle, explicit: Path | None) -> tuple[Path | None, str
     if emb.vectors and vpath.endswith(emb.vectors) and not rel.is_absolute():
         # The export recorded the vectors file's resolved path; the vocab sits relative to the same config dir.
         candidates.append(Path(vpath[: -len(emb.vectors)]) / rel)
+    recorded = vectors.get("vocab")
+    if isinstance(recorded, str) and recorded and Path(recorded) not in candidates:
+        # The export recorded the vocabulary's resolved path (every embedding_vectors record has it, the
+        # vocab-only one too: no vectors path to derive the config dir from).
+        candidates.append(Path(recorded))
     for c in candidates:
         if c.is_file():
             return c, None
