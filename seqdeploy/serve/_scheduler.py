@@ -11,8 +11,10 @@ event loop's timers, whose millisecond granularity would add up to 1 ms to a 100
 **Exact variable-length batching.** Requests of different ``T`` share an execution only when the model
 has a ``lengths`` input: each is padded to the longest ``T`` (its own ``lengths`` unchanged), and its outputs
 are cut back to its own rows and its own ``T``. The package proves padded batches equal to the rows run
-alone, so every reply equals the request run by itself. Without ``lengths``, padding would change the result,
-so only equal ``T`` are merged (the batching key holds every non-batch dim, ``T`` included).
+alone, so every reply equals the request run by itself (on a TensorRT engine: within the engine's tolerance,
+since TensorRT may pick other kernels for another batch shape; that path has never run). Without ``lengths``,
+padding would change the result, so only equal ``T`` are merged (the batching key holds every non-batch dim,
+``T`` included).
 
 **One request's failure stays its own.** Each request is checked alone before it is queued. If an
 execution still raises, every request of that batch is re-run alone: the one that fails again gets 500,
