@@ -137,7 +137,7 @@ _CHUNK_STEPS = (3, 1, 4, 2, 5)
 _LENGTHS = ((13, 2), (4, 1), (11, 3), (9, 0))  # (multiple of the minimum T, offset)
 
 
-def stream_plan(max_batch: int, seq_range: tuple[int, int]) -> StreamPlan:
+def stream_plan(max_batch: int, seq_range: tuple[int, int], *, has_lengths: bool) -> StreamPlan:
     """Four sequences: two start together, a third joins them one request later (so one batch carries START
     flags 0, 0, 1), a fourth starts in the row the shortest one left.
 
@@ -146,8 +146,22 @@ def stream_plan(max_batch: int, seq_range: tuple[int, int]) -> StreamPlan:
     sizes when the minimum is large (5..40: 13, 5, 17, 9, 21). Sequence lengths are ``13·lo + 2``, ``4·lo + 1``,
     ``11·lo + 3`` and ``9·lo`` — not multiples of the chunks, so rows run out at different steps and requests
     carry padded rows (models with ``lengths``); every sequence spans several requests.
+
+    A model without ``lengths`` and a narrow range (``hi < 2·lo − 1``, a fixed ``T`` included) gets chunks of
+    ``lo`` and lengths that are multiples of ``lo``: no request may be shorter than ``lo`` (it cannot be padded)
+    nor longer than ``hi``, and a remainder between ``hi + 1`` and ``2·lo − 1`` could be sent neither whole nor
+    in two pieces. Only such ranges can reach one; wider ranges split every remainder (see ``_take``).
     """
     lo, hi = seq_range
+    if not has_lengths and hi < 2 * lo - 1:
+        return StreamPlan(
+            lengths=tuple(k * lo for k, _ in _LENGTHS),
+            start_steps=(0, 0, 1, 2),
+            rows=min(3, max_batch),
+            chunks=(lo,) * len(_CHUNK_STEPS),
+            seq_min=lo,
+            seq_max=hi,
+        )
     # At most lo, so that a chunk is at most 5·lo and every sequence (>= 4·lo + 1 steps) spans several requests.
     step = max(1, min((hi - lo) // 8, lo))
     chunks = tuple(min(hi, lo + (k - 1) * step) for k in _CHUNK_STEPS)

@@ -401,7 +401,9 @@ def _check_budget(bundle: Bundle, max_batch: int, max_memory_gb: float | None) -
     batches, seqs = stateless_cases(max_batch, cfg.shapes.seq)
     shapes = [(b, s) for b in batches for s in seqs]
     if bundle.streamable:
-        shapes.append((1, max(stream_plan(max_batch, (cfg.shapes.seq[0], cfg.shapes.seq[2])).lengths)))
+        seq_range = (cfg.shapes.seq[0], cfg.shapes.seq[2])
+        plan = stream_plan(max_batch, seq_range, has_lengths=bundle.specs["sequence"].has("lengths"))
+        shapes.append((1, max(plan.lengths)))
     check_sweep_budget(
         bundle.specs["sequence"],
         shapes,
@@ -436,7 +438,7 @@ def _prove(
         path = stage / g.file
         if g.kind == "stream":
             assert g.start is not None
-            plan = stream_plan(max_batch, (lo, hi))
+            plan = stream_plan(max_batch, (lo, hi), has_lengths=g.spec.has("lengths"))
             prove_stream(
                 report, g.name, path, g.spec, g.start, ref, spec, plan, tol,
                 compare_output=_stream_output_mode(bundle), seed=opts.seed, threads=opts.threads,

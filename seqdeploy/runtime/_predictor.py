@@ -533,7 +533,8 @@ def open_package(
     """Read a package's manifest and check every file's sha256 once (under the package's read lock, or in a
     private extraction of an archive), keeping the bytes of the graphs of ``models`` (an entry ``None``: the
     default model; ``models=None``: every model), of their ``config.pbtxt`` when ``configs``, of their
-    TensorRT engines when ``engines``, and of the vocabulary.
+    TensorRT engine that can run here when ``engines`` (none without TensorRT, Polygraphy or a CUDA device:
+    a CPU machine does not hold every plan in memory for nothing), and of the vocabulary.
 
     Raises:
         UsageError: ``path`` is not a package, or a model is not in it.
@@ -546,13 +547,28 @@ def open_package(
         entries = [manifest.model(m) for m in (models if models is not None else list(manifest.models))]
         keep = [e.file for e in entries] + [e.config for e in entries if configs]
         if engines:
-            for e in entries:
-                trt = manifest.trt_for(e.name)
-                keep += [str(x["file"]) for x in trt.engines] if trt is not None else []
+            keep += _runnable_engines(manifest, entries)
         if manifest.text is not None:
             keep.append(manifest.text.vocab)
         data = verify_files(manifest, keep=keep)
     return VerifiedPackage(src, manifest, data)
+
+
+def _runnable_engines(manifest: PackageManifest, entries: Sequence[ModelEntry]) -> list[str]:
+    """The engine file of each entry that :func:`_trt_predictor` would pick on this machine (none when TensorRT
+    cannot run here: it then refuses before it needs the bytes, with the same reason).
+    """
+    from seqdeploy.runtime import _trt
+
+    models = [trt for trt in (manifest.trt_for(e.name) for e in entries) if trt is not None]
+    if not models:
+        return []
+    try:
+        target = _trt.probe()
+    except BackendUnavailable:
+        return []
+    picked = (_trt.select_engine(trt.engines, target)[0] for trt in models)
+    return [str(engine["file"]) for engine in picked if engine is not None]
 
 
 def build_predictor(

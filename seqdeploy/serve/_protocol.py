@@ -330,8 +330,9 @@ def parse_infer_request(
             against the model (``ServedModel.raw_input``) instead of calling this.
         model: The model name, for messages.
         max_elements: The most elements the model accepts per input (an unknown name: the largest); a
-            declared ``shape`` beyond it is refused before its ``data`` is turned into Python objects or an
-            array (a huge JSON body must not take seconds of CPU to be refused).
+            declared ``shape`` beyond it is refused before its ``data`` is flattened and converted to an array
+            (a huge JSON body must not take seconds of CPU to be refused). The JSON itself is parsed first
+            (``json.loads``): callers parse bodies over ``INLINE_PARSE_BYTES`` in a worker thread.
 
     Raises:
         ServeError: 400 with Triton's message for malformed JSON, a bad field, binary sizes that do not add

@@ -11,8 +11,10 @@ event loop's timers, whose millisecond granularity would add up to 1 ms to a 100
 **Exact variable-length batching.** Requests of different ``T`` share an execution only when the model
 has a ``lengths`` input: each is padded to the longest ``T`` (its own ``lengths`` unchanged), and its outputs
 are cut back to its own rows and its own ``T``. The package proves padded batches equal to the rows run
-alone, so every reply equals the request run by itself. Without ``lengths``, padding would change the result,
-so only equal ``T`` are merged (the batching key holds every non-batch dim, ``T`` included).
+alone, so every reply equals the request run by itself (on a TensorRT engine: within the engine's tolerance,
+since TensorRT may pick other kernels for another batch shape; that path has never run). Without ``lengths``,
+padding would change the result, so only equal ``T`` are merged (the batching key holds every non-batch dim,
+``T`` included).
 
 **One request's failure stays its own.** Each request is checked alone before it is queued. If an
 execution still raises, every request of that batch is re-run alone: the one that fails again gets 500,
@@ -90,6 +92,9 @@ class Job:
         start: ``sequence_start``.
         end: ``sequence_end``.
         timeout_us: The request's ``timeout`` parameter (0 = none); bounds a backlogged sequence's wait.
+        claimed: Taken from the queue for an execution (set under the lock). A request withdrawn while still
+            queued (``cancel``, or an internal error while picking) was never claimed: releasing it must not
+            touch the sequence that another of its requests may be executing.
     """
 
     prepared: Prepared
@@ -102,6 +107,7 @@ class Job:
     slot_deadline_ns: int | None = None
     finished: bool = False
     delivered: bool = False
+    claimed: bool = False
 
     @property
     def rows(self) -> int:
@@ -278,6 +284,7 @@ class Scheduler:
                 if rows >= self.target_rows or wait_ns <= 0 or self._stopping or not self.batching:
                     for j in picked:
                         self._queue.remove(j)
+                        j.claimed = True
                     self._claim(picked)
                     self._executing += len(picked)
                     return picked
@@ -589,8 +596,16 @@ class SequenceScheduler(Scheduler):
         s = self._seqs.get(key)
         if s is None:
             return
-        s.busy = False
         s.pending -= 1
+        if not job.claimed:
+            # Withdrawn while queued (its deadline, or an internal error while picking): it never ran, so it
+            # changes nothing, not even by its END, and above all not ``busy``, which belongs to the sequence's
+            # request that may be executing right now (clearing it would hand the next request the state from
+            # before that execution). A sequence that never started and has nothing left is freed, as below.
+            if s.state is None and s.pending == 0:
+                self._drop(key)
+            return
+        s.busy = False
         if outputs is not None:
             s.state = {name: np.array(outputs[out][0]) for name, out in self._pairs}
         if job.end:

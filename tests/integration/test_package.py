@@ -322,27 +322,39 @@ def test_proof_outside_the_bundle_lock_and_memory_budget(
     assert check_package(tmp_path / "p").passed
 
 
-@pytest.mark.parametrize("lengths", [True, False], ids=["lengths", "no-lengths"])
+@pytest.mark.parametrize(
+    ("lengths", "seq"),
+    [(True, [5, 8, 40]), (False, [5, 8, 40]), (False, [5, 5, 5]), (False, [5, 6, 6])],
+    ids=["lengths", "no-lengths", "no-lengths-fixed-T", "no-lengths-narrow"],
+)
 def test_stream_proof_varies_chunks_when_the_minimum_t_is_large(
-    lengths: bool, tmp_path: Path, export_tiny: Callable[..., Path]
+    lengths: bool, seq: list[int], tmp_path: Path, export_tiny: Callable[..., Path]
 ) -> None:
     """With [shapes] seq min 5 the chunks used to collapse to 5 and the lengths to multiples of 5: no padded
-    rows, no varied chunks (finding 20)."""
+    rows, no varied chunks (finding 20). Without lengths and a range narrower than 2·min − 1, no chunks can
+    vary: every request must still lie inside [min, max] (seq [5,5,5] used to send T = 2, 1, 3; [5,6,6] T = 4)."""
     import re
 
-    bundle = export_tiny(shapes={"batch": [1, 3, 6], "seq": [5, 8, 40]}, export={"lengths": lengths})
+    lo, hi = seq[0], seq[2]
+    narrow = not lengths and hi < 2 * lo - 1
+    bundle = export_tiny(shapes={"batch": [1, 3, 6], "seq": seq}, export={"lengths": lengths})
     r = write_package(bundle, tmp_path / "p", PackageOptions(name="m"))
     parity = r.manifest["models"]["m_stream"]["parity"]
     assert parity["passed"]
-    assert len(set(parity["chunks"])) == 5 and all(5 <= c <= 40 for c in parity["chunks"]), parity["chunks"]
-    assert any(n % 5 for n in parity["sequence_lengths"]), parity["sequence_lengths"]
+    assert all(lo <= c <= hi for c in parity["chunks"]), parity["chunks"]
+    if not narrow:
+        assert len(set(parity["chunks"])) == 5, parity["chunks"]
+        assert any(n % 5 for n in parity["sequence_lengths"]), parity["sequence_lengths"]
     cases = [c for c in r.report.cases if c.mode == "stream"]
+    assert len(cases) == 4
     takes = [int(t) for c in cases for t in re.findall(r"(\d+)@row", c.detail.split("[", 1)[1].split("]")[0])]
-    assert len(set(takes)) >= 4, takes
+    assert max(takes) <= hi, takes
+    if not narrow:
+        assert len(set(takes)) >= 4, takes
     if not lengths:  # no padding possible: every request is at least the packaged minimum
-        assert min(takes) >= 5, takes
+        assert min(takes) >= lo, takes
     else:  # rows that run out before the others are padded (their lengths say so)
-        assert min(takes) < 5, takes
+        assert min(takes) < lo, takes
 
 
 def test_vocab_must_fit_the_embedding(tmp_path: Path, export_tiny: Callable[..., Path]) -> None:

@@ -35,7 +35,7 @@ from seqdeploy.package.check import check_package
 from seqdeploy.package.engines import check_trt_config
 from seqdeploy.package.manifest import PACKAGE_MANIFEST, file_table, read_manifest
 from seqdeploy.package.writer import PackageOptions, write_package
-from seqdeploy.runtime import load
+from seqdeploy.runtime import load, open_package
 from seqdeploy.runtime._trt import TrtTarget
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:google.protobuf")
@@ -279,6 +279,25 @@ def test_runtime_auto_falls_back_and_trt_says_why(
         load(out, backend="trt")
 
 
+def test_engines_are_read_only_when_they_can_run(compiled: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """backend auto on a CPU machine must not hold every plan in memory; on a GPU only the plan built for it."""
+    _, out = compiled
+    pkg = open_package(out, [None], engines=True)
+    trt = pkg.manifest.trt_for("m")
+    assert trt is not None
+    by_cc = {str(e["compute_capability"]): str(e["file"]) for e in trt.engines}
+    assert set(by_cc) == {"7.5", "8.6"}
+    assert pkg.manifest.model(None).file in pkg.data  # the graph is read
+    assert not set(by_cc.values()) & set(pkg.data)  # no TensorRT here: no plan is read
+    monkeypatch.setattr(trt_module, "probe", lambda: TrtTarget("10.16.1.11", "7.5"))
+    data = open_package(out, [None], engines=True).data
+    assert by_cc["7.5"] in data and by_cc["8.6"] not in data
+    monkeypatch.setattr(trt_module, "probe", lambda: TrtTarget("10.16.1.11", "9.0"))
+    assert not set(by_cc.values()) & set(open_package(out, [None], engines=True).data)
+    assert load(out).backend == "ort-cpu"  # and auto says why, from the same probe
+    assert not set(by_cc.values()) & set(open_package(out, [None], engines=False).data)
+
+
 def test_runtime_trt_path_with_a_fake_engine(compiled: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """The glue around the engine: selection by compute capability, batch-first <-> the export's layout, the
     profile check, the narrowed signature. The 'engine' is the bundle's own graph run by ONNX Runtime."""
@@ -340,7 +359,7 @@ def test_the_tensorrt_path_imports_no_torch(compiled: tuple[Path, Path]) -> None
 import numpy as np
 import seqdeploy.runtime._predictor as pm, seqdeploy.runtime._trt as t
 from seqdeploy.errors import BackendUnavailable
-from seqdeploy.runtime import load
+from seqdeploy.runtime import load, open_package
 p = load({str(compiled[1])!r})
 assert p.backend == "ort-cpu" and p.backend_notes, p.backend_notes
 class Fake:

@@ -482,3 +482,60 @@ def test_byte_budget_waits_then_refuses() -> None:
         assert await budget.acquire(10**9, 1) == 100  # one request may always use the whole budget
 
     asyncio.run(scenario())
+
+
+def test_withdrawing_a_queued_request_keeps_its_sequence_busy() -> None:
+    """cancel() (a request's deadline) of a queued request must not free its sequence while another of its
+    requests executes: the next one would run on the state from before that execution (or get a false 400)."""
+    m = FakeModel(delay_us=0)
+    s = SequenceScheduler(m, instances=2)  # type: ignore[arg-type]
+    a, ga = _job([1], 7, start=True)
+    s.submit(a)
+    with s._cv:
+        batch = s._take()
+    assert batch == [a]
+    s._execute(batch)
+    with s._cv:
+        s._executing -= len(batch)
+    assert ga[0].outputs is not None and ga[0].outputs["h_n"].item() == 1
+    (b, gb), (c, gc), (d, gd) = _job([2], 7), _job([3], 7), _job([4], 7)
+    for j in (b, c, d):
+        s.submit(j)
+    with s._cv:
+        batch = s._take()  # B is claimed: it executes on worker 1 ...
+    assert batch == [b]
+    assert s.cancel(c) and not gc  # ... while C's caller gives up
+    with s._cv:
+        assert s._select() == []  # worker 2 must not take D before B's state is in
+        assert s._seqs[7].busy and s._seqs[7].pending == 2
+    s._execute(batch)
+    with s._cv:
+        s._executing -= len(batch)
+        assert s._select() == [d]
+        batch = s._take()
+    s._execute(batch)
+    assert gb[0].outputs is not None and gb[0].outputs["h_n"].item() == 3
+    assert gd[0].outputs is not None and gd[0].outputs["h_n"].item() == 7  # 1 + 2 + 4: on B's state
+
+
+def test_withdrawing_a_queued_end_leaves_the_sequence_live() -> None:
+    """A withdrawn END never ran: the sequence keeps its state (the client may send END again)."""
+    m = FakeModel(delay_us=0)
+    s = SequenceScheduler(m)  # type: ignore[arg-type]
+    a, _ = _job([5], 3, start=True)
+    s.submit(a)
+    with s._cv:
+        batch = s._take()
+    s._execute(batch)
+    e, ge = _job([1], 3, end=True)
+    s.submit(e)
+    assert s.cancel(e) and not ge
+    assert s.live == 1
+    s.start()
+    try:
+        j, g = _job([1], 3, end=True)
+        s.submit(j)
+        assert _wait(g).outputs["h_n"].item() == 6  # type: ignore[index]
+    finally:
+        s.stop(10)
+    assert s.live == 0
