@@ -813,7 +813,18 @@ def _commit_dir(tmp: Path, dest: Path, *, force: bool, marker: str) -> None:
             _abort_if_signalled(received)
             (tmp / STAGING_MARKER).unlink()
             old = _unique(dest, "old")
-            os.rename(dest, old)
+            try:
+                os.rename(dest, old)
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                # A mount point (a volume mounted at -o) cannot be renamed away: the user's choice of path,
+                # not a seqdeploy bug. Nothing moved yet; the staging directory is discarded by the caller.
+                inside = {"manifest.json": "export", "seqdeploy.json": "package"}.get(marker, "out")
+                raise UsageError(
+                    f"{dest}: is a mount point or in use and cannot be replaced; nothing was changed. Write "
+                    f"inside it, e.g. -o {dest / inside}"
+                ) from None
             try:
                 fault_point("commit:swapping")  # the one moment the target is missing: only SIGKILL lands here
                 _rename_noreplace(tmp, dest)

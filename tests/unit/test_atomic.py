@@ -143,6 +143,35 @@ def test_the_swap_lock_is_waited_for_outside_the_shield(tmp_path: Path, cwd: Pat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_force_over_a_mount_point_is_a_usage_error_and_changes_nothing(tmp_path: Path, cwd: Path, monkeypatch) -> None:
+    """``export -o /mnt/out --force`` where /mnt/out is a mount point: ``rename(dest, old)`` fails with EBUSY.
+    It used to surface as a bare OSError (exit 70, "a seqdeploy bug"); it is the user's path: exit 2.
+    """
+    import errno
+
+    out = tmp_path / "exp"
+    _export_manifest(out)
+    (out / "old").write_text("old")
+    real = os.rename
+
+    def busy_mount(src: os.PathLike[str] | str, dst: os.PathLike[str] | str) -> None:
+        if Path(src) == out:
+            raise OSError(errno.EBUSY, "Device or resource busy", str(src), str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "rename", busy_mount)
+    with (
+        atomic.handle_signals(),
+        pytest.raises(UsageError, match=rf"{out}: is a mount point .* nothing was changed.* -o {out}/export"),
+        staged_dir(out, force=True) as tmp,
+    ):
+        _export_manifest(tmp)
+        (tmp / "new").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "old"]
+    assert atomic.committed_paths() == ()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 # -- finding 9: leftovers that vanish while being cleaned ----------------------------------------------------
 
 

@@ -58,6 +58,10 @@ def raise_os(which: str) -> None:
         "ebadf": OSError(errno.EBADF, "Bad file descriptor"),
         "eacces-nameless": PermissionError(errno.EACCES, "Permission denied"),
         "eaddrinuse": OSError(errno.EADDRINUSE, "Address already in use"),
+        # os.rename(dest, old) of a mount point: filename2 is our own moved-aside name, the path is the user's
+        "ebusy-mount-point": OSError(errno.EBUSY, "Device or resource busy", "/out", "/.out.old-1-0123abcd"),
+        "estale": OSError(errno.ESTALE, "Stale file handle", "/nfs/out/model.onnx"),
+        "enolck": OSError(errno.ENOLCK, "No locks available"),
     }
     raise errors[which]
 
@@ -118,6 +122,9 @@ def test_an_enoent_on_a_path_seqdeploy_made_is_a_bug_not_the_environment(command
         ("ebadf", 70),
         ("eacces-nameless", 2),  # a permission is the environment's, path or not (a port below 1024)
         ("eaddrinuse", 2),
+        ("ebusy-mount-point", 2),  # round 2: were exit 70 ("a seqdeploy bug") after finding 9's fix
+        ("estale", 2),
+        ("enolck", 2),
     ],
 )
 def test_os_errors_are_the_environments_only_when_they_are(commands: Path, which: str, code: int) -> None:
@@ -130,6 +137,12 @@ def test_os_errors_are_the_environments_only_when_they_are(commands: Path, which
     if code == 2:
         assert text.startswith("error: ") and "Traceback" not in text
     assert "nothing half-written" not in text  # nothing was staged: no such claim
+
+
+def test_a_busy_path_is_explained(commands: Path) -> None:
+    code, text = _run("raise-os", "ebusy-mount-point")
+    assert code == 2, text
+    assert "(EBUSY)" in text and "is a mount point: write into a directory inside it" in text, text
 
 
 def test_help_lists_every_exit_code() -> None:
