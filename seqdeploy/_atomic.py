@@ -411,16 +411,23 @@ def _holder(target: Path) -> str:
 
 
 @contextlib.contextmanager
-def target_lock(target: Path) -> Iterator[None]:
-    """Exclusive writer lock on ``target`` for a whole run; a second writer fails at once (exit 2)."""
+def target_lock(target: Path, *, wait_s: float = 0.0) -> Iterator[None]:
+    """Exclusive writer lock on ``target`` for a whole run; a second writer fails at once (exit 2).
+
+    Args:
+        target: The artifact to write.
+        wait_s: Wait (polling, interruptibly) up to this long for the lock instead: for a writer whose
+            block is short and where the last writer wins (a shared timing cache).
+    """
     with _optional_flock(
         target,
         "write",
         fcntl.LOCK_EX,
-        wait_s=0.0,
+        wait_s=wait_s,
         what=lambda: (
-            f"{target}: another seqdeploy process{_holder(target)} is writing it right now; nothing was "
-            "changed. Wait for it to finish, or choose another path"
+            f"{target}: another seqdeploy process{_holder(target)} is writing it right now"
+            + (f" (waited {wait_s:.0f} s)" if wait_s > 0 else "")
+            + "; nothing was changed. Wait for it to finish, or choose another path"
         ),
     ):
         yield
@@ -843,22 +850,28 @@ def _commit_dir(tmp: Path, dest: Path, *, force: bool, marker: str) -> None:
 
 
 @contextlib.contextmanager
-def staged_file(target: Path | str, *, force: bool = False) -> Iterator[Path]:
+def staged_file(target: Path | str, *, force: bool = False, record: bool = True) -> Iterator[Path]:
     """Write one file through a temp sibling, renamed onto ``target`` on success (removed on failure).
 
     The temp file exists (empty, held with ``flock``) when the block starts; write to its path. The
-    per-target writer lock is held for the whole block (a second writer fails at once), temp files a
-    killed run left for ``target`` are removed first, and the decision is taken at the rename:
+    per-target writer lock is held for the whole block (a second writer fails at once; with ``force``
+    it waits its turn), temp files a killed run left for ``target`` are removed first, and the decision
+    is taken at the rename:
 
     Args:
         target: The file to write.
-        force: Replace whatever file is at ``target`` then (a cache: the last writer wins). Without it,
-            only the file that was at ``target`` when the block started (the one the caller checked and
-            decided to replace) is replaced; a file that appeared or was replaced meanwhile is kept and
-            :class:`UsageError` is raised, nothing changed.
+        force: Replace whatever file is at ``target`` then (a cache: the last writer wins). A writer that
+            holds the lock is waited for (interruptibly, up to the usual lock wait): the block of such a
+            writer is short (write the bytes), and failing at once would throw away the run that
+            produced them. Without it, only the file that was at ``target`` when the block started (the
+            one the caller checked and decided to replace) is replaced; a file that appeared or was
+            replaced meanwhile is kept and :class:`UsageError` is raised, nothing changed.
+        record: Count the file among this run's artifacts (:func:`committed_paths`, which the CLI names as
+            "written and proven" when a command ends early). ``False`` for a by-product that is not an
+            artifact the command proves (a timing cache).
     """
     dest = Path(os.path.realpath(target))
-    with target_lock(dest):
+    with target_lock(dest, wait_s=_LOCK_WAIT_S if force else 0.0):
         with shielded():
             _clean_temps(dest.parent, dest.name)
         seen = _inode(dest)
@@ -890,7 +903,8 @@ def staged_file(target: Path | str, *, force: bool = False) -> Iterator[Path]:
                         os.replace(tmp, dest)
                 else:
                     os.replace(tmp, dest)
-                _COMMITTED.append(dest)
+                if record:
+                    _COMMITTED.append(dest)
         except BaseException:
             with shielded():
                 _discard(tmp)
