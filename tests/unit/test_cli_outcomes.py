@@ -145,6 +145,30 @@ def test_a_busy_path_is_explained(commands: Path) -> None:
     assert "(EBUSY)" in text and "is a mount point: write into a directory inside it" in text, text
 
 
+def test_the_docs_list_every_command_that_takes_allow_modified() -> None:
+    """Finding 22: ``lint`` took --allow-modified but the docs' lists left it out."""
+    import re
+
+    from seqdeploy.cli import COMMANDS, LazyGroup
+
+    assert isinstance(cli, LazyGroup)
+    ctx = click.Context(cli)
+    takes = set()
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        if any(p.name == "allow_modified" for p in command.params):
+            takes.add(name)
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    cli_md = " ".join((docs / "cli.md").read_text("utf-8").split())
+    errors_md = " ".join((docs / "errors.md").read_text("utf-8").split())
+    in_cli = re.search(r"\(`--allow-modified`, on ([^)]*?), to accept", cli_md)
+    in_errors = re.search(r"`--allow-modified` \(([^)]*)\) accepts", errors_md)
+    assert in_cli and in_errors
+    assert set(re.findall(r"`([a-z-]+)`", in_cli.group(1))) == takes, in_cli.group(1)
+    assert {w.strip() for w in in_errors.group(1).split(",")} == takes, in_errors.group(1)
+
+
 def test_help_lists_every_exit_code() -> None:
     code, text = _run("--help")
     assert code == 0
