@@ -965,7 +965,7 @@ class Transaction:
                 out[rel] = tmp
         return out
 
-    def commit(self, manifest: dict[str, Any], *, drop: tuple[str, ...] = (), stamp: bool = True) -> None:
+    def commit(self, manifest: dict[str, Any], *, drop: tuple[str, ...] = ()) -> None:
         """Rename the staged paths into place and write ``manifest`` (its ``files`` table updated).
 
         The new manifest is written first, under a unique pending name beside the old one (the only write
@@ -977,8 +977,6 @@ class Transaction:
         Args:
             manifest: The new manifest; its ``files`` table is updated here, nothing else is changed.
             drop: Relpaths (files or directories) this commit removes from the bundle and the table.
-            stamp: Stamp the manifest's digest. ``False`` keeps the digest ``manifest`` carries (a stale
-                one stays visibly stale to every later reader instead of being signed off by this commit).
         """
         from seqdeploy.manifest import DIGEST_FIELD, file_entry, manifest_digest  # lazily: manifest imports config
 
@@ -988,8 +986,7 @@ class Transaction:
                 del files[name]
         for rel, tmp in self.files().items():
             files[rel] = file_entry(tmp)
-        if stamp:
-            manifest[DIGEST_FIELD] = manifest_digest(manifest)
+        manifest[DIGEST_FIELD] = manifest_digest(manifest)
         fault_point("commit")
         pending = _unique(self.root / self.manifest_name, "stage")
         try:
