@@ -411,16 +411,23 @@ def _holder(target: Path) -> str:
 
 
 @contextlib.contextmanager
-def target_lock(target: Path) -> Iterator[None]:
-    """Exclusive writer lock on ``target`` for a whole run; a second writer fails at once (exit 2)."""
+def target_lock(target: Path, *, wait_s: float = 0.0) -> Iterator[None]:
+    """Exclusive writer lock on ``target`` for a whole run; a second writer fails at once (exit 2).
+
+    Args:
+        target: The artifact to write.
+        wait_s: Wait (polling, interruptibly) up to this long for the lock instead: for a writer whose
+            block is short and where the last writer wins (a shared timing cache).
+    """
     with _optional_flock(
         target,
         "write",
         fcntl.LOCK_EX,
-        wait_s=0.0,
+        wait_s=wait_s,
         what=lambda: (
-            f"{target}: another seqdeploy process{_holder(target)} is writing it right now; nothing was "
-            "changed. Wait for it to finish, or choose another path"
+            f"{target}: another seqdeploy process{_holder(target)} is writing it right now"
+            + (f" (waited {wait_s:.0f} s)" if wait_s > 0 else "")
+            + "; nothing was changed. Wait for it to finish, or choose another path"
         ),
     ):
         yield
@@ -813,7 +820,18 @@ def _commit_dir(tmp: Path, dest: Path, *, force: bool, marker: str) -> None:
             _abort_if_signalled(received)
             (tmp / STAGING_MARKER).unlink()
             old = _unique(dest, "old")
-            os.rename(dest, old)
+            try:
+                os.rename(dest, old)
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                # A mount point (a volume mounted at -o) cannot be renamed away: the user's choice of path,
+                # not a seqdeploy bug. Nothing moved yet; the staging directory is discarded by the caller.
+                inside = {"manifest.json": "export", "seqdeploy.json": "package"}.get(marker, "out")
+                raise UsageError(
+                    f"{dest}: is a mount point or in use and cannot be replaced; nothing was changed. Write "
+                    f"inside it, e.g. -o {dest / inside}"
+                ) from None
             try:
                 fault_point("commit:swapping")  # the one moment the target is missing: only SIGKILL lands here
                 _rename_noreplace(tmp, dest)
@@ -832,22 +850,28 @@ def _commit_dir(tmp: Path, dest: Path, *, force: bool, marker: str) -> None:
 
 
 @contextlib.contextmanager
-def staged_file(target: Path | str, *, force: bool = False) -> Iterator[Path]:
+def staged_file(target: Path | str, *, force: bool = False, record: bool = True) -> Iterator[Path]:
     """Write one file through a temp sibling, renamed onto ``target`` on success (removed on failure).
 
     The temp file exists (empty, held with ``flock``) when the block starts; write to its path. The
-    per-target writer lock is held for the whole block (a second writer fails at once), temp files a
-    killed run left for ``target`` are removed first, and the decision is taken at the rename:
+    per-target writer lock is held for the whole block (a second writer fails at once; with ``force``
+    it waits its turn), temp files a killed run left for ``target`` are removed first, and the decision
+    is taken at the rename:
 
     Args:
         target: The file to write.
-        force: Replace whatever file is at ``target`` then (a cache: the last writer wins). Without it,
-            only the file that was at ``target`` when the block started (the one the caller checked and
-            decided to replace) is replaced; a file that appeared or was replaced meanwhile is kept and
-            :class:`UsageError` is raised, nothing changed.
+        force: Replace whatever file is at ``target`` then (a cache: the last writer wins). A writer that
+            holds the lock is waited for (interruptibly, up to the usual lock wait): the block of such a
+            writer is short (write the bytes), and failing at once would throw away the run that
+            produced them. Without it, only the file that was at ``target`` when the block started (the
+            one the caller checked and decided to replace) is replaced; a file that appeared or was
+            replaced meanwhile is kept and :class:`UsageError` is raised, nothing changed.
+        record: Count the file among this run's artifacts (:func:`committed_paths`, which the CLI names as
+            "written and proven" when a command ends early). ``False`` for a by-product that is not an
+            artifact the command proves (a timing cache).
     """
     dest = Path(os.path.realpath(target))
-    with target_lock(dest):
+    with target_lock(dest, wait_s=_LOCK_WAIT_S if force else 0.0):
         with shielded():
             _clean_temps(dest.parent, dest.name)
         seen = _inode(dest)
@@ -879,7 +903,8 @@ def staged_file(target: Path | str, *, force: bool = False) -> Iterator[Path]:
                         os.replace(tmp, dest)
                 else:
                     os.replace(tmp, dest)
-                _COMMITTED.append(dest)
+                if record:
+                    _COMMITTED.append(dest)
         except BaseException:
             with shielded():
                 _discard(tmp)
@@ -940,7 +965,7 @@ class Transaction:
                 out[rel] = tmp
         return out
 
-    def commit(self, manifest: dict[str, Any], *, drop: tuple[str, ...] = (), stamp: bool = True) -> None:
+    def commit(self, manifest: dict[str, Any], *, drop: tuple[str, ...] = ()) -> None:
         """Rename the staged paths into place and write ``manifest`` (its ``files`` table updated).
 
         The new manifest is written first, under a unique pending name beside the old one (the only write
@@ -952,8 +977,6 @@ class Transaction:
         Args:
             manifest: The new manifest; its ``files`` table is updated here, nothing else is changed.
             drop: Relpaths (files or directories) this commit removes from the bundle and the table.
-            stamp: Stamp the manifest's digest. ``False`` keeps the digest ``manifest`` carries (a stale
-                one stays visibly stale to every later reader instead of being signed off by this commit).
         """
         from seqdeploy.manifest import DIGEST_FIELD, file_entry, manifest_digest  # lazily: manifest imports config
 
@@ -963,8 +986,7 @@ class Transaction:
                 del files[name]
         for rel, tmp in self.files().items():
             files[rel] = file_entry(tmp)
-        if stamp:
-            manifest[DIGEST_FIELD] = manifest_digest(manifest)
+        manifest[DIGEST_FIELD] = manifest_digest(manifest)
         fault_point("commit")
         pending = _unique(self.root / self.manifest_name, "stage")
         try:

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from seqdeploy._atomic import Transaction, bundle_transaction, committed_paths, fault_point
+from seqdeploy._atomic import Transaction, bundle_transaction, committed_paths, fault_point, with_path
 from seqdeploy._lazy import require
 from seqdeploy.errors import ExportError, Interrupted, ParityError, UsageError
 from seqdeploy.feeds import make_feeds
-from seqdeploy.manifest import MANIFEST, Bundle, sha256
+from seqdeploy.manifest import Bundle, sha256
 from seqdeploy.parity.compare import DEFAULT_TOLERANCES
 from seqdeploy.parity.report import ParityReport
 from seqdeploy.parity.run import MODES, VerifyOptions, verify
@@ -133,11 +133,10 @@ def _record(tx: Transaction, bundle: Bundle, variant: str, entry: dict[str, Any]
     lint = lint_manifest(bundle.path, manifest, DEFAULT_TARGET, locate=staged)
     manifest["lint"] = {**(manifest.get("lint") or {}), DEFAULT_TARGET: lint.to_dict()}
     drop = _drop_replaced_builds(tx, bundle, manifest, {rel: sha256(tmp) for rel, tmp in staged.items()})
-    # A manifest edited by hand (accepted with --allow-modified) is not re-stamped: recording a variant
-    # must not turn an edited manifest into one that looks as seqdeploy wrote it. Modified files keep
-    # their old sha256 in the table, so they stay visible too.
-    edited = any(p.startswith(f"{MANIFEST}:") for p in bundle.modified)
-    tx.commit(manifest, stamp=not edited, drop=drop)
+    # The manifest is re-stamped: an edited one never loads (--allow-modified accepts files, never the
+    # manifest), so only seqdeploy's own content is signed off. Modified files keep their old sha256 in
+    # the table, so they stay visible to every later reader.
+    tx.commit(manifest, drop=drop)
     fault_point("optimize:committed")  # a signal from here on lands after the commit: the variant is recorded
 
 
@@ -201,7 +200,7 @@ def _quantizer_failed(exc: Exception, src: Path, tmp: Path) -> NoReturn:
     import onnx
 
     if isinstance(exc, OSError) and exc.errno is not None:
-        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), exc.filename or str(tmp)) from None
+        raise with_path(exc, tmp) from None
     try:
         onnx.load(str(src), load_external_data=False)
     except Exception as load_exc:  # noqa: BLE001 - onnx raises DecodeError and friends

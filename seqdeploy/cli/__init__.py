@@ -196,14 +196,17 @@ def _interrupted(ctx: click.Context, *, finished: bool) -> NoReturn:
 
 
 # errno names that are the environment's doing: disk full, quotas, read-only mounts, permissions, limits,
-# an address that cannot be bound (serve). A path-related one is the user's only when it names a path (a
+# an address that cannot be bound (serve), a mount point or a file in use (EBUSY: its filename2 is our own
+# moved-aside name, so it is listed here, not with the path errors), a network file system's stale handle
+# or missing lock daemon (ESTALE, ENOLCK). A path-related one is the user's only when it names a path (a
 # file they gave, a directory they chose) and that path is not one seqdeploy made itself (a staging or
 # moved-aside path): an ENOENT there is a race or a bug of ours, reported as such (exit 70) instead of
 # being blamed on the environment, like any OSError not listed here.
 _ENVIRONMENT_ERRNOS = frozenset(
     {
         "ENOSPC", "EFBIG", "EDQUOT", "EROFS", "EIO", "EMFILE", "ENFILE", "ENOMEM", "EACCES", "EPERM",
-        "EADDRINUSE", "EADDRNOTAVAIL", "ENETUNREACH", "EHOSTUNREACH", "ECONNREFUSED",
+        "EADDRINUSE", "EADDRNOTAVAIL", "ENETUNREACH", "EHOSTUNREACH", "ECONNREFUSED", "EBUSY", "ESTALE",
+        "ENOLCK",
     }
 )  # fmt: skip
 _PATH_ERRNOS = frozenset({"EISDIR", "ENOTDIR", "ENOENT", "ELOOP", "ENAMETOOLONG", "EEXIST", "ENOTEMPTY"})
@@ -248,6 +251,9 @@ def describe_os_error(exc: OSError) -> str:
         "ENOENT": "; check the path",
         "EMFILE": "; too many open files (ulimit -n)",
         "EADDRINUSE": "; another program listens there: choose another --port",
+        "EBUSY": "; the path is in use or is a mount point: write into a directory inside it",
+        "ESTALE": "; a stale network file system handle: check the mount, or write to a local path",
+        "ENOLCK": "; the file system cannot lock files (a network mount without a lock daemon): write to a local path",
     }.get(name, "")
     return f"{where}{exc.strerror or exc}{f' ({name})' if name else ''}{hint}"
 

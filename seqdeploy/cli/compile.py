@@ -82,8 +82,9 @@ def compile_cmd(
     profile's min/opt/max shapes and a padded batch), all recorded in the manifest.
 
     Exit codes: 0 ok, 1 the graph fails a TensorRT lint or parser, or the engine failed its proof
-    (nothing recorded), 2 usage, 3 TensorRT, a CUDA device or another needed library is missing
-    (nothing written), 130 interrupted (nothing recorded).
+    (no engine recorded), 2 usage, 3 TensorRT, a CUDA device or another needed library is missing
+    (nothing written), 130 interrupted: the engine is not recorded; a plan this run committed stays and is
+    named.
     """
     from seqdeploy.engine.plan import parse_profile_shapes
     from seqdeploy.errors import UsageError

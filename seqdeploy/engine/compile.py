@@ -312,7 +312,7 @@ def compile_engine(
         ExportError: TensorRT's parser rejected the graph (each error with its node and the lint finding
             that explains it), or the build failed.
         ParityError: The engine disagrees with PyTorch beyond the precision's tolerance (deleted, unrecorded).
-        Interrupted: Ctrl-C or SIGTERM before the commit (nothing recorded).
+        Interrupted: Ctrl-C or SIGTERM before the commit (the engine is not recorded; a plan this run committed stays).
     """
     from seqdeploy.engine._trt import build_target
 
@@ -381,7 +381,9 @@ def compile_engine(
         result = _build(bundle, plan, target, builder, cache_in, verbose, kept=kept)
         (staged / name).write_bytes(result.plan)
         if timing_cache is not None and result.timing_cache is not None:
-            with staged_file(timing_cache) as tmp:
+            # A cache shared by several compiles: the last writer wins (waiting for one that is writing
+            # it), and it is no proven artifact of this run (never named as one if the proof then fails).
+            with staged_file(timing_cache, force=True, record=False) as tmp:
                 tmp.write_bytes(result.timing_cache)
         fault_point("compile:engine-written")
 
@@ -478,8 +480,8 @@ def _prove(
     """Verify the staged engine against fp32 PyTorch on an in-memory manifest that records it.
 
     Raises:
-        Interrupted: Ctrl-C or SIGTERM during the proof (nothing recorded).
-        ParityError: The engine failed its tolerance (nothing recorded; the staged engine is deleted).
+        Interrupted: Ctrl-C or SIGTERM during the proof (the engine is not recorded).
+        ParityError: The engine failed its tolerance (not recorded; the staged engine is deleted).
     """
     from seqdeploy.parity.run import VerifyOptions, verify
 

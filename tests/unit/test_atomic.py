@@ -143,6 +143,35 @@ def test_the_swap_lock_is_waited_for_outside_the_shield(tmp_path: Path, cwd: Pat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_force_over_a_mount_point_is_a_usage_error_and_changes_nothing(tmp_path: Path, cwd: Path, monkeypatch) -> None:
+    """``export -o /mnt/out --force`` where /mnt/out is a mount point: ``rename(dest, old)`` fails with EBUSY.
+    It used to surface as a bare OSError (exit 70, "a seqdeploy bug"); it is the user's path: exit 2.
+    """
+    import errno
+
+    out = tmp_path / "exp"
+    _export_manifest(out)
+    (out / "old").write_text("old")
+    real = os.rename
+
+    def busy_mount(src: os.PathLike[str] | str, dst: os.PathLike[str] | str) -> None:
+        if Path(src) == out:
+            raise OSError(errno.EBUSY, "Device or resource busy", str(src), str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "rename", busy_mount)
+    with (
+        atomic.handle_signals(),
+        pytest.raises(UsageError, match=rf"{out}: is a mount point .* nothing was changed.* -o {out}/export"),
+        staged_dir(out, force=True) as tmp,
+    ):
+        _export_manifest(tmp)
+        (tmp / "new").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "old"]
+    assert atomic.committed_paths() == ()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 # -- finding 9: leftovers that vanish while being cleaned ----------------------------------------------------
 
 
@@ -228,6 +257,60 @@ def test_staged_file_replaces_the_file_that_was_there_and_force_replaces_any(tmp
         target.write_bytes(b"another writer's")  # a cache: the last writer wins
     assert target.read_bytes() == b"newer"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.bin"]
+
+
+def test_a_forced_staged_file_waits_for_another_writer_and_is_not_recorded(
+    tmp_path: Path, _private_lock_dir: Path
+) -> None:
+    """Round 2, item 2: two compiles sharing one --timing-cache. The second used to fail at once (exit 2,
+    after a whole build, its engine not recorded): ``force`` ("the last writer wins") now waits for the
+    first writer's short block. And a cache is no proven artifact: ``record=False`` keeps it out of
+    :func:`committed_paths` (a later failure must not call it "written and proven").
+    """
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "trt.cache"
+    ready = tmp_path / "child-holds-it"
+    child_code = (
+        "import sys, tempfile, time\n"
+        "from pathlib import Path\n"
+        "tempfile.tempdir = sys.argv[1]\n"
+        "from seqdeploy._atomic import staged_file\n"
+        "with staged_file(sys.argv[2]) as tmp:\n"
+        "    tmp.write_bytes(b'child')\n"
+        "    Path(sys.argv[3]).write_text('holding')\n"
+        "    time.sleep(1.0)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", child_code, str(_private_lock_dir), str(cache), str(ready)])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert child.poll() is None, "the child ended before taking the lock"
+            assert time.monotonic() < deadline, "the child never took the lock"
+            time.sleep(0.02)
+        with atomic.handle_signals():
+            started = time.monotonic()
+            with staged_file(cache, force=True, record=False) as tmp:
+                waited = time.monotonic() - started
+                tmp.write_bytes(b"parent")
+            assert atomic.committed_paths() == ()
+        assert child.wait(timeout=60) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+    assert waited > 0.3  # it really waited for the child's block
+    assert cache.read_bytes() == b"parent"  # the child committed first; the last writer won
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["child-holds-it", "trt.cache"]
+
+
+def test_staged_file_records_its_target_by_default(tmp_path: Path) -> None:
+    with atomic.handle_signals():
+        with staged_file(tmp_path / "pkg.tar.gz") as tmp:
+            tmp.write_bytes(b"whole")
+        assert atomic.committed_paths() == (tmp_path / "pkg.tar.gz",)
 
 
 def test_staged_file_cleans_a_dead_runs_temp_files_and_refuses_a_second_writer(tmp_path: Path) -> None:

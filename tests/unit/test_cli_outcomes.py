@@ -58,6 +58,10 @@ def raise_os(which: str) -> None:
         "ebadf": OSError(errno.EBADF, "Bad file descriptor"),
         "eacces-nameless": PermissionError(errno.EACCES, "Permission denied"),
         "eaddrinuse": OSError(errno.EADDRINUSE, "Address already in use"),
+        # os.rename(dest, old) of a mount point: filename2 is our own moved-aside name, the path is the user's
+        "ebusy-mount-point": OSError(errno.EBUSY, "Device or resource busy", "/out", "/.out.old-1-0123abcd"),
+        "estale": OSError(errno.ESTALE, "Stale file handle", "/nfs/out/model.onnx"),
+        "enolck": OSError(errno.ENOLCK, "No locks available"),
     }
     raise errors[which]
 
@@ -118,6 +122,9 @@ def test_an_enoent_on_a_path_seqdeploy_made_is_a_bug_not_the_environment(command
         ("ebadf", 70),
         ("eacces-nameless", 2),  # a permission is the environment's, path or not (a port below 1024)
         ("eaddrinuse", 2),
+        ("ebusy-mount-point", 2),  # round 2: were exit 70 ("a seqdeploy bug") after finding 9's fix
+        ("estale", 2),
+        ("enolck", 2),
     ],
 )
 def test_os_errors_are_the_environments_only_when_they_are(commands: Path, which: str, code: int) -> None:
@@ -130,6 +137,36 @@ def test_os_errors_are_the_environments_only_when_they_are(commands: Path, which
     if code == 2:
         assert text.startswith("error: ") and "Traceback" not in text
     assert "nothing half-written" not in text  # nothing was staged: no such claim
+
+
+def test_a_busy_path_is_explained(commands: Path) -> None:
+    code, text = _run("raise-os", "ebusy-mount-point")
+    assert code == 2, text
+    assert "(EBUSY)" in text and "is a mount point: write into a directory inside it" in text, text
+
+
+def test_the_docs_list_every_command_that_takes_allow_modified() -> None:
+    """Finding 22: ``lint`` took --allow-modified but the docs' lists left it out."""
+    import re
+
+    from seqdeploy.cli import COMMANDS, LazyGroup
+
+    assert isinstance(cli, LazyGroup)
+    ctx = click.Context(cli)
+    takes = set()
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        if any(p.name == "allow_modified" for p in command.params):
+            takes.add(name)
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    cli_md = " ".join((docs / "cli.md").read_text("utf-8").split())
+    errors_md = " ".join((docs / "errors.md").read_text("utf-8").split())
+    in_cli = re.search(r"\(`--allow-modified`, on ([^)]*?), to accept", cli_md)
+    in_errors = re.search(r"`--allow-modified` \(([^)]*)\) accepts", errors_md)
+    assert in_cli and in_errors
+    assert set(re.findall(r"`([a-z-]+)`", in_cli.group(1))) == takes, in_cli.group(1)
+    assert {w.strip() for w in in_errors.group(1).split(",")} == takes, in_errors.group(1)
 
 
 def test_help_lists_every_exit_code() -> None:
