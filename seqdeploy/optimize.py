@@ -77,9 +77,12 @@ Fp16Result = VariantResult
 
 
 @contextlib.contextmanager
-def _quiet_quantizer() -> Iterator[None]:
-    # quantize_dynamic logs a "please run pre-processing" suggestion through the root logger; it is
-    # advice about shape inference for transformer graphs, not about these models.
+def quiet_onnxruntime_tools() -> Iterator[None]:
+    """Silence the root logger while ONNX Runtime's tools run (optimize and package both quantize).
+
+    quantize_dynamic logs a "please run pre-processing" suggestion through the root logger; it is advice
+    about shape inference for transformer graphs, not about these models.
+    """
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
@@ -252,7 +255,7 @@ def quantize_int8(
             # beside the source (DIR/model-inferred.onnx, outside the transaction, left behind on failure);
             # given a model, it works in a temporary directory of its own.
             graph = onnx.load(str(src))
-            with _quiet_quantizer():
+            with quiet_onnxruntime_tools():
                 quant.quantize_dynamic(graph, str(tmp), weight_type=quant.QuantType.QInt8)
         except Exception as exc:  # noqa: BLE001 - the quantizer raises anything; _quantizer_failed sorts it out
             _quantizer_failed(exc, src, tmp)

@@ -20,11 +20,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import logging
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,19 +265,6 @@ def _latency(path: Path | None) -> dict[str, Any] | None:
     }
 
 
-@contextlib.contextmanager
-def _quiet_onnxruntime_tools() -> Iterator[None]:
-    # quantize_dynamic and the fp16 converter log advice about transformer pre-processing through the root
-    # logger; it does not concern these graphs.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
 def _int8_graph(bundle: Bundle, fp32: Any, spec: IOSpec, name: str) -> _Graph:
     import onnx
 
@@ -290,11 +276,13 @@ def _int8_graph(bundle: Bundle, fp32: Any, spec: IOSpec, name: str) -> _Graph:
         # The bundle's own int8 variant, already proven by 'seqdeploy optimize': the same bytes, batch-first.
         model = batch_first_graph(onnx.load(str(bundle.file(variant["file"]))), spec)
         return _Graph(f"{name}_int8", "stateless", "int8", model, bf, None, str(variant["file"]))
+    from seqdeploy.optimize import quiet_onnxruntime_tools
+
     quant = require("onnxruntime.quantization", extra="cpu", purpose="the int8 variant")
     with tempfile.TemporaryDirectory(prefix="seqdeploy-int8-") as td:
         src, dst = Path(td) / "fp32.onnx", Path(td) / "int8.onnx"
         src.write_bytes(fp32.SerializeToString())
-        with _quiet_onnxruntime_tools():
+        with quiet_onnxruntime_tools():
             quant.quantize_dynamic(str(src), str(dst), weight_type=quant.QuantType.QInt8)
         model = onnx.load(str(dst))
     return _Graph(f"{name}_int8", "stateless", "int8", model, bf, None, "quantize_dynamic(QInt8) of the fp32 graph")
