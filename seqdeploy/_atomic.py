@@ -253,13 +253,37 @@ def with_path(exc: OSError, path: Path | str) -> OSError:
     return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
 
 
+_NO_FLOCK = frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOLCK})
+"""``flock`` errors of a file system without working locks (Lustre mounted ``noflock``, some FUSE and NFS
+setups): not the user's mistake and not a bug."""
+
+
+def _flock_if_supported(fd: int, mode: int) -> bool:
+    """``flock(fd, mode)``; ``False`` where the file system has no ``flock``.
+
+    Those locks are a second line (they tell cleaners in other PID namespaces that a path is alive, and
+    keep two writers of one bundle apart across lock directories); without them the decision taken at
+    the rename and the lock directory still protect the data, and cleaners fall back to the owner's pid.
+    ``BlockingIOError`` (held by another run) is raised, as is any other error.
+    """
+    try:
+        fcntl.flock(fd, mode)
+    except BlockingIOError:
+        raise
+    except OSError as exc:
+        if exc.errno in _NO_FLOCK:
+            return False
+        raise
+    return True
+
+
 def _create_locked(path: Path) -> int:
     """Create ``path`` (exclusively, never through a symlink) and hold an ``flock`` on it: the file of a live
     run, which a cleaner in any process — another user's, another container's — sees as such.
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _flock_if_supported(fd, fcntl.LOCK_EX)
     except BaseException:
         os.close(fd)
         raise
@@ -371,7 +395,8 @@ def _flock(path: Path, mode: int, *, wait_s: float, what: Callable[[], str]) -> 
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                if not _flock_if_supported(fd, mode | fcntl.LOCK_NB):
+                    _warn_once(f"{path.parent}: this file system has no flock; working without the per-target lock")
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
@@ -481,7 +506,7 @@ def _exclusive_inode(path: Path, what: str) -> Iterator[None]:
         return
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_if_supported(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UsageError(what) from None
         yield
@@ -729,7 +754,7 @@ def _make_staging_dir(parent: Path, dest: Path) -> tuple[Path, int]:
             raise UsageError(f"{dest}: cannot create a staging directory in {parent}: {exc.strerror}") from None
         fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _flock_if_supported(fd, fcntl.LOCK_EX)
             if os.path.samestat(os.fstat(fd), os.lstat(tmp)):
                 return tmp, fd
         except FileNotFoundError:
@@ -942,15 +967,22 @@ class Transaction:
     manifest_name: str
     staged: dict[str, Path] = field(default_factory=dict)
     committed: bool = False
+    unrecorded: set[str] = field(default_factory=set)
+    """Staged paths that only carry existing artifacts over (kept engines re-linked into a new ``engines/``):
+    committed, but never named as "written and proven" by the exit messages."""
 
-    def stage(self, relpath: str) -> Path:
-        """A temp path (not yet created) that becomes ``root/relpath`` on commit."""
+    def stage(self, relpath: str, *, record: bool = True) -> Path:
+        """A temp path (not yet created) that becomes ``root/relpath`` on commit; ``record=False`` for one
+        that holds nothing new (see :attr:`unrecorded`).
+        """
         if not _rel_ok(relpath):
             raise UsageError(f"{relpath!r}: bundle paths must be relative, '/'-separated and stay inside the bundle")
         if "/" in relpath:  # a file inside a sub-directory: stage the whole sub-directory and write inside it
             raise UsageError(f"{relpath!r}: stage the directory '{relpath.split('/')[0]}' and write inside it")
         if relpath not in self.staged:
             self.staged[relpath] = _unique(self.root / relpath, "stage")
+        if not record:
+            self.unrecorded.add(relpath)
         return self.staged[relpath]
 
     def files(self) -> dict[str, Path]:
@@ -998,7 +1030,7 @@ class Transaction:
                     _abort_if_signalled(received)
                     moved = self._swap(pending, drop)
                     self.committed = True
-                    _COMMITTED.extend(self.root / rel for rel in self.staged)
+                    _COMMITTED.extend(self.root / rel for rel in self.staged if rel not in self.unrecorded)
                     locked.close()  # readers may load the new bundle while the old files are deleted
                     for _, aside in moved:
                         if ".old-" in aside.name:

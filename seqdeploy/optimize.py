@@ -177,7 +177,7 @@ def _drop_replaced_builds(
         )
     manifest["engines"] = kept
     if kept:
-        staged = tx.stage(ENGINES_DIR)
+        staged = tx.stage(ENGINES_DIR, record=False)  # the kept engines, re-linked: nothing new
         staged.mkdir()
         for e in kept:
             src = bundle.file(str(e["file"]))

@@ -39,6 +39,8 @@ class TorchRunner(BaseRunner):
         module: An already built module (tests, export self-check).
     """
 
+    one_thread = True  # torch's CPU thread pool belongs to the calling thread (see BaseRunner.one_thread)
+
     def __init__(
         self,
         name: str,

@@ -58,6 +58,7 @@ from seqdeploy.engine.target import (
     engine_entry,
     engine_path,
     explain_parser_errors,
+    listed_sha256,
     no_tensorrt_message,
     plan_strongly_typed,
     proof_plan,
@@ -82,6 +83,20 @@ class PlanResult:
     plan: dict[str, Any]
     files: list[str]
     duration_s: float
+
+
+def _refuse_rebuild(
+    bundle: Bundle, rel: str, current: dict[str, str], *, force: bool, bundle_dir: str | Path, kept: str = ""
+) -> None:
+    """Without ``force``, refuse to rebuild ``rel`` when it is recorded and built from the graph file as it is
+    (``current``: file -> sha256); an entry built from an earlier version of its file is stale and rebuilt.
+    """
+    engines = bundle.manifest.get("engines") or []
+    if not force and any(e.get("file") == rel and stale_reason(e, current) is None for e in engines):
+        raise UsageError(
+            f"{bundle_dir}: {rel} is already built and recorded for this GPU and TensorRT version; pass "
+            f"--force to rebuild it (the recorded engine stays until the new one has passed its proof){kept}"
+        )
 
 
 def plan_only(
@@ -243,7 +258,11 @@ def recorded_plan(bundle: Bundle, precision: str, graph: str = "sequence") -> di
 
 def _reusable(plan: dict[str, Any] | None, wanted_axes: Any, shapes_given: bool) -> bool:
     # Without --shapes an existing plan is reused as it is (its profile may come from an earlier --shapes).
-    return plan is not None and (not shapes_given or {k: plan["axes"].get(k) for k in wanted_axes} == wanted_axes)
+    # A plan written before every line was strongly typed (10.x fp32 once was not) is made again: reused,
+    # its engine would be recorded as weakly typed, against what the docs and the proof assume.
+    if plan is None or not all(plan_strongly_typed(plan, line) for line in TRT_LINES):
+        return False
+    return not shapes_given or {k: plan["axes"].get(k) for k in wanted_axes} == wanted_axes
 
 
 def _refuse_strays(bundle: Bundle) -> None:
@@ -319,7 +338,7 @@ def compile_engine(
     start = time.perf_counter()
     check_build_options(workspace_gib, opt_level)
     bundle = Bundle.load(bundle_dir, allow_modified=allow_modified)
-    graph_file(bundle.manifest, precision, bundle_dir=str(bundle_dir))  # no fp16 variant: a usage error first
+    onnx = graph_file(bundle.manifest, precision, bundle_dir=str(bundle_dir))  # no fp16 variant: a usage error first
     if timing_cache is not None and Path(os.path.realpath(timing_cache)).is_relative_to(os.path.realpath(bundle.path)):
         # engines/ and trt/ are replaced whole by later commits, and the bundle holds only listed files.
         raise UsageError(
@@ -332,6 +351,15 @@ def compile_engine(
     except BackendUnavailable as exc:
         raise BackendUnavailable(no_tensorrt_message(str(exc), str(bundle_dir), precision)) from exc
 
+    # Before any write, the plan included: forgetting --force is an ordinary mistake and leaves the bundle
+    # as it was. (Checked again under the lock below, against the plan as recorded.)
+    _refuse_rebuild(
+        bundle,
+        engine_path({"graph": "sequence", "precision": precision}, target),
+        {onnx: listed_sha256(bundle.manifest).get(onnx, "")},
+        force=force,
+        bundle_dir=bundle_dir,
+    )
     plan = recorded_plan(bundle, precision)
     reused = _reusable(plan, _wanted_axes(bundle, shapes), shapes is not None)
     if not reused:
@@ -358,13 +386,9 @@ def compile_engine(
         if recorded_plan(bundle, precision) != plan:
             raise UsageError(f"{bundle_dir}: its plan changed while this compile was starting; run it again")
         engines: list[dict[str, Any]] = list(bundle.manifest.get("engines") or [])
-        # An entry built from an earlier version of the plan's graph file is stale: rebuilt without --force.
-        current = {str(plan["onnx"]): str(plan["onnx_sha256"])}
-        if any(e.get("file") == rel and stale_reason(e, current) is None for e in engines) and not force:
-            raise UsageError(
-                f"{bundle_dir}: {rel} is already built and recorded for this GPU and TensorRT version; pass "
-                "--force to rebuild it (the recorded engine stays until the new one has passed its proof)"
-            )
+        _refuse_rebuild(
+            bundle, rel, {str(plan["onnx"]): str(plan["onnx_sha256"])}, force=force, bundle_dir=bundle_dir, kept=kept
+        )
         others = [e for e in engines if e.get("file") != rel]
         _refuse_strays(bundle)
         staged = tx.stage(ENGINES_DIR)

@@ -326,13 +326,37 @@ class _Proposal:
         return not (self.left_checkpoint or self.left_model or self.ambiguous)
 
 
+def _index_part(prefix: str) -> tuple[str, int] | None:
+    """``(name with its last all-digit dotted part replaced by ``#``, that number)``.
+
+    ``layers.1.rnn`` → ``("layers.#.rnn", 1)`` (a ``ModuleList``/``Sequential`` index); None without such a part.
+    """
+    parts = prefix.split(".")
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i].isdigit() and parts[i].isascii():
+            return ".".join([*parts[:i], "#", *parts[i + 1 :]]), int(parts[i])
+    return None
+
+
+def _rising(numbers: list[int]) -> bool:
+    return len(set(numbers)) == len(numbers) and numbers == sorted(numbers)
+
+
 def _numbered_in_order(prefixes: list[str]) -> bool:
-    """Whether every prefix ends in a number, the numbers are distinct, and they rise in the given order."""
+    """Whether the prefixes are numbered and the numbers are distinct and rise in the given order.
+
+    Numbered: every prefix ends in a number (``cell_1``, ``cell_2``), or every prefix has an all-digit dotted
+    part and the names differ only in their last such part (``layers.0.rnn``, ``layers.1.rnn``: the number is
+    the index in a ``ModuleList``). ``layers.0.rnn`` with ``extra.rnn``, or ``a.0.rnn`` with ``b.1.rnn``, are not.
+    """
     numbers = [_trailing_number(p) for p in prefixes]
-    if any(n is None for n in numbers):
+    if all(n is not None for n in numbers) and _rising([n for n in numbers if n is not None]):
+        return True
+    indexed = [_index_part(p) for p in prefixes]
+    if any(x is None for x in indexed):
         return False
-    ints = [n for n in numbers if n is not None]
-    return len(set(ints)) == len(ints) and ints == sorted(ints)
+    parts = [x for x in indexed if x is not None]
+    return len({rest for rest, _ in parts}) == 1 and _rising([n for _, n in parts])
 
 
 def _propose(src: Mapping[str, Shape], dst: Mapping[str, Shape]) -> _Proposal:
@@ -341,10 +365,12 @@ def _propose(src: Mapping[str, Shape], dst: Mapping[str, Shape]) -> _Proposal:
     Per signature: groups with the same name on both sides pair first (a name that is already the model's
     is never sent elsewhere); a single group left on each side pairs; several left pair in order only when
     every one of them, in the checkpoint and in the model, is numbered and the numbers rise in the order of
-    appearance on both sides (``cell_1``, ``cell_2`` → ``core.cells.0``, ``.1``). Anything else — names
-    without numbers (``top``, ``bottom``), partly numbered (``cell``, ``cell_2``), numbering against the file
-    order — is ambiguous: the order of registration says nothing about the order a forward applies them.
-    The proposal still pairs them in file order, to show the user what to write in ``[checkpoint] map``.
+    appearance on both sides (``cell_1``, ``cell_2`` → ``core.cells.0``, ``.1``; ``layers.0.rnn``,
+    ``layers.1.rnn`` likewise: see :func:`_numbered_in_order`). Anything else — names without numbers
+    (``top``, ``bottom``), partly numbered (``cell``, ``cell_2``; ``layers.0.rnn``, ``extra.rnn``), numbering
+    against the file order (``blocks.1.rnn``, ``blocks.0.rnn``) — is ambiguous: the order of registration
+    says nothing about the order a forward applies them. The proposal still pairs them in file order, to show
+    the user what to write in ``[checkpoint] map``.
     """
     sgroups, dgroups = _groups(src), _groups(dst)
     by_sig_s: dict[tuple[tuple[str, Shape], ...], list[str]] = {}

@@ -59,7 +59,8 @@ _counter = itertools.count()
 _DTYPES: dict[torch.dtype, DType] = {getattr(torch, name): cast(DType, name) for name in DTYPES}
 _loaded_by_us: dict[str, set[str]] = {}
 """``{entry file or module: names of the modules its import added to sys.modules}``: evicted before the next
-load of the same entry, so an edit to a neighbour module (``from layers import Block``) is seen too."""
+load of any entry (see :func:`_evict_previous`), so an edit to a neighbour module (``from layers import
+Block``) is seen too, and another config's neighbour of the same name is never reused."""
 
 
 @contextlib.contextmanager
@@ -86,20 +87,20 @@ def imports_refused() -> bool:
 
 
 def _evict_previous(entry: ResolvedEntry) -> None:
-    """Forget the modules an earlier load of the same entry added (its private name and its neighbours), and
-    for a dotted entry any package of the same name an earlier load of another entry added (``mypkg`` of
-    another config's ``python_path`` must not stand in for this one's).
+    """Forget the modules that earlier loads added from users' directories — of this entry and of every
+    other one — before this load: a neighbour module of another config (``helper`` of ``a/`` when this
+    is ``b/net.py``, or ``mypkg`` of another ``python_path``) must not stand in for this one's, and this
+    entry's own are read again after an edit. Another entry's private ``seqdeploy_user_*`` module stays
+    registered until that entry is loaded again: no other entry can import it by name, and pickling and
+    ``inspect`` of a model already built from it look it up there.
     """
     for name in _loaded_by_us.pop(entry.target, set()):
         sys.modules.pop(name, None)
-    if entry.is_file:
-        return
-    top = entry.target.split(".")[0]
     for names in _loaded_by_us.values():
-        stale = {n for n in names if n == top or n.startswith(f"{top}.")}
-        for name in stale:
+        shared = {n for n in names if not n.startswith("seqdeploy_user_")}
+        for name in shared:
             sys.modules.pop(name, None)
-        names -= stale
+        names -= shared
 
 
 def _remember_new(key: str, before: set[str], dirs: tuple[str, ...]) -> None:
@@ -123,7 +124,7 @@ def _remember_new(key: str, before: set[str], dirs: tuple[str, ...]) -> None:
 def _load_module(entry: ResolvedEntry) -> Any:
     # Every load reads the user's code again: an entry file or module changed since the last load (verify
     # after an edit, a notebook) is seen, and so are the neighbour modules it imported from the user's own
-    # directories — those that an earlier load of this entry imported are evicted first. A module the
+    # directories — those that an earlier load of any entry imported are evicted first. A module the
     # caller imported itself beforehand stays as it is (documented in docs/your-model.md).
     _evict_previous(entry)
     before = set(sys.modules)

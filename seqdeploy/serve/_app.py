@@ -14,7 +14,8 @@ Routes (server ``src/http_server.cc``; ``{v}`` must be digits):
 
 Errors are ``{"error": "<message>"}`` with Triton's status: 400 bad request, 401 missing/wrong bearer token
 (seqdeploy's own; Triton has no token auth), 404 unknown model or path, 405 wrong method, 500 backend
-failure, 501 unsupported encoding/feature, 503 queue full, too many sequences, stopping.
+failure, 501 unsupported encoding/feature, 503 queue full, too many sequences, stopping, 408 a request body
+not received within ``ServerState.body_timeout_s`` (the connection is then closed).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -76,6 +77,13 @@ PARSE_THREADS = 2
 """Worker threads for large bodies: at most this many are being parsed at once (a JSON body's Python objects
 take up to ~15× its size while it is parsed)."""
 
+BODY_TIMEOUT_S = 30.0
+"""Default time a request's body may take to arrive once it is read (:attr:`ServerState.body_timeout_s`)."""
+
+HEALTH_POLL_S = 1.0
+"""How often a request past its deadline, whose execution has begun, checks that its model's worker threads
+are alive while it waits for the answer."""
+
 
 class ByteBudget:
     """Bytes of request bodies held at once, from the first byte read to the reply (``--max-inflight-mb``).
@@ -83,7 +91,10 @@ class ByteBudget:
     Every request reserves its declared ``Content-Length`` (the body limit when it is compressed or its
     length is unknown) before its body is read, and keeps it while it is parsed, queued and executed; a
     request that would pass the budget waits for others to finish, up to ``timeout_s``, then gets 503. A
-    single request may always use the whole budget. Used from the event loop only.
+    single request may always use the whole budget. Once a body is read (and decompressed), its reservation
+    shrinks to what it turned out to be: the body's length, plus its decompressed length when compressed. A
+    request never waits for more while holding a part (no two requests can each hold what the other waits
+    for). Used from the event loop only.
     """
 
     def __init__(self, total: int) -> None:
@@ -125,8 +136,13 @@ class ServerState:
         token: The bearer token (``None``: no auth).
         ready: Whether ``/v2/health/ready`` says 200 (false while loading and once draining; a model whose
             scheduler lost a worker thread makes it 400 too).
-        request_timeout_s: How long a request may wait for its scheduler's answer before 503.
+        request_timeout_s: How long a request may wait for its scheduler's answer before 503. A request whose
+            execution has begun by then is not withdrawn (it runs, and a sequence's state moves): it waits for
+            its answer, as long as the model's worker threads are alive.
         inflight: Bytes of request bodies held at once (:class:`ByteBudget`).
+        body_timeout_s: How long a request's body may take to arrive once the server reads it, before 408 and
+            a closed connection: a client that sends its headers and stalls must not hold its share of
+            ``inflight`` (reserved before the body is read) for ``request_timeout_s``. Not a CLI option.
     """
 
     models: dict[str, tuple[ServedModel, Scheduler]]
@@ -136,6 +152,7 @@ class ServerState:
     ready: bool = False
     request_timeout_s: float = 300.0
     inflight: int = 512 << 20
+    body_timeout_s: float = BODY_TIMEOUT_S
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
     budget: ByteBudget | None = None
     parser: concurrent.futures.ThreadPoolExecutor = field(
@@ -149,6 +166,15 @@ def _json(doc: Any, status: int = 200) -> Response:
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     return Response(error_body(message), status, headers=dict(headers or {}), media_type="application/json")
+
+
+def _serve_error(exc: ServeError) -> Response:
+    headers: dict[str, str] = {}
+    if exc.status == 501:
+        headers["Accept-Encoding"] = "gzip, deflate"
+    elif exc.status == 408:
+        headers["Connection"] = "close"  # the rest of the body may still come: the connection cannot be reused
+    return _error(exc.status, exc.message, headers)
 
 
 class _BearerAuth:
@@ -187,8 +213,12 @@ class _BearerAuth:
         await response(scope, receive, send)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused past ``limit`` bytes without holding more than ``limit`` in memory."""
+async def _read_body(request: Request, limit: int, timeout_s: float = BODY_TIMEOUT_S) -> bytes:
+    """The raw body, refused past ``limit`` bytes without holding more than ``limit`` in memory.
+
+    Raises:
+        ServeError: 400 past the limit; 408 when the body has not arrived within ``timeout_s``.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -199,14 +229,25 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise _too_big(size, limit)
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total <= limit:
-            chunks.append(chunk)
-        elif chunks:
-            chunks = []  # drop what was kept; keep reading so the client gets the answer
-        if total > limit * _DRAIN_CAP:
-            break
+    try:
+        # uvicorn has no body-read timeout: without this, a client that stalls after its headers would hold
+        # its reservation of the in-flight budget for as long as it keeps the connection open.
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total <= limit:
+                    chunks.append(chunk)
+                elif chunks:
+                    chunks = []  # drop what was kept; keep reading so the client gets the answer
+                if total > limit * _DRAIN_CAP:
+                    break
+    except TimeoutError:
+        got = f"{total} of {declared}" if declared is not None else f"{total}"
+        raise ServeError(
+            408,
+            f"Request Timeout: {got} bytes of the request body arrived within {timeout_s:g} s; send the whole body "
+            "without pausing",
+        ) from None
     if total > limit:
         raise _too_big(total, limit)
     return b"".join(chunks)
@@ -247,9 +288,7 @@ def create_app(state: ServerState) -> Starlette:
             try:
                 return await handler(request)
             except ServeError as exc:
-                return _error(
-                    exc.status, exc.message, {"Accept-Encoding": "gzip, deflate"} if exc.status == 501 else None
-                )
+                return _serve_error(exc)
 
         return run
 
@@ -296,7 +335,13 @@ def create_app(state: ServerState) -> Starlette:
             response, outcome, rows = await _infer(request, model, sched, state)
         except ServeError as exc:
             state.metrics.failure(model.name, exc.reason, time.perf_counter_ns() - t0)
-            return _error(exc.status, exc.message, {"Accept-Encoding": "gzip, deflate"} if exc.status == 501 else None)
+            return _serve_error(exc)
+        except ClientDisconnect:
+            # The client went away before its body was read: nobody to answer, and no server fault (its
+            # reservation is already released).
+            log.debug("client disconnected before its request to model '%s' was read", model.name)
+            state.metrics.failure(model.name, "CANCELED", time.perf_counter_ns() - t0)
+            return _error(400, "client disconnected before its request body was received")
         except Exception as exc:
             log.exception("internal error serving model '%s'", model.name)
             state.metrics.failure(model.name, "OTHER", time.perf_counter_ns() - t0)
@@ -360,7 +405,10 @@ def create_app(state: ServerState) -> Starlette:
 
 
 def _reservation(request: Request, limit: int) -> int:
-    """The bytes a request reserves of the in-flight budget before its body is read."""
+    """The bytes a request reserves of the in-flight budget before its body is read.
+
+    An upper bound: it shrinks to the body's real size once that is known (:class:`_Reservation`).
+    """
     declared = request.headers.get("content-length")
     encoding = (request.headers.get("content-encoding") or "").strip().lower()
     if declared is None or encoding not in ("", "identity"):
@@ -371,17 +419,67 @@ def _reservation(request: Request, limit: int) -> int:
         return 0  # refused by _read_body
 
 
+class _Reservation:
+    """One request's share of the in-flight budget: reserved once, then only shrunk, and released in full."""
+
+    def __init__(self, budget: ByteBudget, held: int) -> None:
+        self.budget = budget
+        self.held = held
+
+    async def shrink(self, n: int) -> None:
+        """Keep at most ``n`` bytes (never grows: a request must not wait for more while holding some)."""
+        n = max(0, n)
+        if n < self.held:
+            await self.budget.release(self.held - n)
+            self.held = n
+
+
 async def _infer(
     request: Request, model: ServedModel, sched: Scheduler, state: ServerState
 ) -> tuple[Response, Outcome, int]:
     if state.budget is None:  # an app driven without its lifespan (tests): an unshared budget
         state.budget = ByteBudget(state.inflight)
     budget = state.budget
-    reserved = await budget.acquire(_reservation(request, state.max_body), state.request_timeout_s)
+    held = _Reservation(budget, await budget.acquire(_reservation(request, state.max_body), state.request_timeout_s))
     try:
-        return await _infer_within_budget(request, model, sched, state)
+        return await _infer_within_budget(request, model, sched, state, held)
     finally:
-        await budget.release(reserved)
+        await budget.release(held.held)
+
+
+async def _await_executing(
+    future: asyncio.Future[Outcome], sched: Scheduler, model: str, request_timeout_s: float
+) -> None:
+    """Wait for the answer of a request past its deadline that was already taken for execution.
+
+    It runs whatever the client is told, and on a sequence model it moves the sequence's state: a 503 would
+    invite a retry that applies it twice. The worker loop answers every request it took unless its thread
+    died, so the wait is bounded by the scheduler's health, not by a deadline.
+
+    Raises:
+        ServeError: 500 when a worker thread of the model is gone and no answer came.
+    """
+    log.info(
+        "a request to model '%s' passed its deadline of %g s while executing; waiting for its answer",
+        model,
+        request_timeout_s,
+    )
+    while True:
+        done, _ = await asyncio.wait({future}, timeout=HEALTH_POLL_S)
+        if done:
+            return
+        if not sched.healthy:
+            # An answer posted just before the thread ended is delivered by the loop's next turns.
+            done, _ = await asyncio.wait({future}, timeout=0.1)
+            if done:
+                return
+            raise ServeError(
+                500,
+                f"internal error in seqdeploy serve (a bug, please report it): a worker thread of model '{model}' "
+                f"ended while executing this request (past its deadline of {request_timeout_s:g} s). The request may "
+                "have been executed: on a sequence, its state may include it, so restart the sequence "
+                "(sequence_start) instead of retrying this request",
+            )
 
 
 def _parse(
@@ -399,18 +497,37 @@ def _parse(
     return req, model.prepare(req)
 
 
+def _decode_and_parse(
+    raw: bytes, encoding: str | None, header_length: int | None, model: ServedModel, limit: int
+) -> tuple[InferRequest, Prepared, int]:
+    """:func:`_parse` of the decompressed body, and that body's length (in a parse thread)."""
+    body = decode_body(raw, encoding, limit)
+    req, prepared = _parse(body, None, header_length, model, limit)
+    return req, prepared, len(body)
+
+
 async def _infer_within_budget(
-    request: Request, model: ServedModel, sched: Scheduler, state: ServerState
+    request: Request, model: ServedModel, sched: Scheduler, state: ServerState, held: _Reservation
 ) -> tuple[Response, Outcome, int]:
     limit = state.max_body
-    raw = await _read_body(request, limit)
+    raw = await _read_body(request, limit, state.body_timeout_s)
     header_length = _header_length(request)
     encoding = request.headers.get("content-encoding")
     loop = asyncio.get_running_loop()
-    if len(raw) <= INLINE_PARSE_BYTES and (encoding or "").strip().lower() in ("", "identity"):
-        req, prepared = _parse(raw, encoding, header_length, model, limit)
+    if (encoding or "").strip().lower() in ("", "identity"):
+        await held.shrink(len(raw))  # a body without Content-Length reserved the whole limit
+        if len(raw) <= INLINE_PARSE_BYTES:
+            req, prepared = _parse(raw, encoding, header_length, model, limit)
+        else:
+            req, prepared = await loop.run_in_executor(
+                state.parser, _parse, raw, encoding, header_length, model, limit
+            )
     else:
-        req, prepared = await loop.run_in_executor(state.parser, _parse, raw, encoding, header_length, model, limit)
+        # Reserved: the body limit (the decompressed size is unknown until decoded); kept: both bodies' sizes.
+        req, prepared, decoded = await loop.run_in_executor(
+            state.parser, _decode_and_parse, raw, encoding, header_length, model, limit
+        )
+        await held.shrink(len(raw) + decoded)
     del raw
     job_args: dict[str, Any] = {}
     if isinstance(sched, SequenceScheduler):
@@ -440,17 +557,19 @@ async def _infer_within_budget(
 
     job = Job(prepared, deliver, **job_args)
     sched.submit(job)
-    try:
-        # A deadline, so that a request never waits forever on a scheduler that failed to answer.
-        outcome = await asyncio.wait_for(future, state.request_timeout_s)
-    except TimeoutError:
-        sched.cancel(job)
-        raise ServeError(
-            503,
-            f"Request timeout expired: model '{model.name}' did not answer within {state.request_timeout_s:g} s "
-            "(seqdeploy serve --request-timeout-s)",
-            "REJECTED",
-        ) from None
+    # A deadline, so that a request never waits forever on a scheduler that failed to answer. asyncio.wait, not
+    # wait_for: the future must stay pending for an answer that comes after the deadline.
+    done, _ = await asyncio.wait({future}, timeout=state.request_timeout_s)
+    if not done:
+        if sched.cancel(job):  # still queued: withdrawn, it never runs
+            raise ServeError(
+                503,
+                f"Request timeout expired: model '{model.name}' did not answer within {state.request_timeout_s:g} s "
+                "(seqdeploy serve --request-timeout-s)",
+                "REJECTED",
+            )
+        await _await_executing(future, sched, model.name, state.request_timeout_s)
+    outcome = future.result()
     if outcome.error is not None:
         raise outcome.error
     assert outcome.outputs is not None

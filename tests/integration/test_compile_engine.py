@@ -166,6 +166,22 @@ def test_an_fp16_engine_joins_the_fp32_one(export_tiny, copy_export, fake_gpu):
     assert fake_gpu["builds"] == ["model.onnx", "model.fp16.onnx"]
 
 
+def test_forgetting_force_leaves_the_bundle_as_it_was(export_tiny, copy_export, fake_gpu):
+    """An fp16 plan recorded, then fp32 asked again without --force: the refusal came after plan_only had
+    replaced trt/ (the fp16 kit) and the manifest with a new fp32 plan (final read of the fix rounds)."""
+    d = copy_export(export_tiny(**LSTM_LEN))
+    assert CliRunner().invoke(cli, ["optimize", str(d), "--fp16"]).exit_code == 0
+    compile_engine(d)
+    compile_engine(d, precision="fp16")
+    before = {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+    with pytest.raises(UsageError, match=r"already built and recorded .* pass --force"):
+        compile_engine(d)  # the recorded plan is fp16's: not reusable for fp32
+    after = {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+    assert after == before
+    assert json.loads((d / "trt" / "plan.json").read_text())["precision"] == "fp16"
+    assert fake_gpu["builds"] == ["model.onnx", "model.fp16.onnx"]
+
+
 def test_a_failing_engine_is_deleted_and_never_recorded(export_tiny, copy_export, fake_gpu):
     d = copy_export(export_tiny(**LSTM_LEN))
     assert CliRunner().invoke(cli, ["compile", str(d), "--plan-only"]).exit_code == 0
@@ -490,3 +506,15 @@ def test_engines_go_only_when_nothing_unrecorded_is_beside_them(export_tiny, cop
     res = CliRunner().invoke(cli, ["optimize", str(d), "--fp16"])
     assert res.exit_code == 2 and "engines/mine.plan" in res.output
     assert tree(d) == before  # refused at the commit: nothing recorded, the stray file kept
+
+
+def test_a_plan_from_before_strong_typing_on_every_line_is_made_again() -> None:
+    from seqdeploy.engine.compile import _reusable
+
+    axes = {"batch": [1, 2, 4], "seq": [1, 8, 16]}
+    typed = {"10.x": {"strongly_typed": True}, "11.x": {"strongly_typed": True}}
+    new = {"axes": axes, "tensorrt": {"per_line": typed}}
+    old = {"axes": axes, "tensorrt": {"per_line": {**typed, "10.x": {"strongly_typed": False}}}}
+    assert _reusable(new, axes, shapes_given=False) and _reusable(new, axes, shapes_given=True)
+    assert not _reusable(old, axes, shapes_given=False)
+    assert not _reusable(None, axes, shapes_given=False)

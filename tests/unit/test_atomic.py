@@ -426,3 +426,65 @@ def test_a_transaction_commit_leaves_no_pending_manifest_and_one_rename(tmp_path
     assert manifest_renames[0][0].startswith(".manifest.json.stage-") and manifest_renames[0][1] == "manifest.json"
     assert json.loads((d / "manifest.json").read_text())["files"]["extra.bin"]["bytes"] == 1
     assert sorted(p.name for p in d.iterdir()) == ["extra.bin", "manifest.json"]
+
+
+@pytest.mark.parametrize("err", ["ENOSYS", "EOPNOTSUPP", "EINVAL"])
+def test_a_file_system_without_flock_still_writes_atomically(
+    tmp_path: Path, cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], err: str
+) -> None:
+    """Lustre mounted `noflock` (common on GPU clusters) answers flock with ENOSYS: every write used to end
+    with that OSError (exit 70, "a seqdeploy bug"). The locks are a second line: writes go on without them."""
+    import errno
+
+    real = fcntl.flock
+
+    def no_flock(fd: int, op: int) -> None:
+        if op & fcntl.LOCK_UN:
+            return real(fd, op)
+        raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)))
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    write_atomic(tmp_path / "report.json", "{}")
+    assert (tmp_path / "report.json").read_text() == "{}"
+    with staged_dir(tmp_path / "exp") as tmp:
+        _export_manifest(tmp)
+    assert (tmp_path / "exp" / "manifest.json").is_file()
+    with staged_file(tmp_path / "cache.bin", force=True, record=False) as t:
+        t.write_bytes(b"x")
+    assert (tmp_path / "cache.bin").read_bytes() == b"x"
+    with bundle_transaction(tmp_path / "exp") as tx:
+        tx.stage("extra.txt").write_text("y")
+        manifest = json.loads((tmp_path / "exp" / "manifest.json").read_text())
+        tx.commit(manifest)
+    assert (tmp_path / "exp" / "extra.txt").read_text() == "y"
+    assert not [p for p in tmp_path.iterdir() if is_staging_name(p.name)]
+    assert "has no flock" in capsys.readouterr().err
+
+
+def test_other_flock_errors_are_not_hidden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def broken(fd: int, op: int) -> None:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", broken)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        write_atomic(tmp_path / "r.json", "{}")
+
+
+def test_a_path_staged_only_to_carry_artifacts_over_is_never_called_written(tmp_path: Path, monkeypatch) -> None:
+    """optimize re-links the engines it keeps into a new engines/: the exit messages ("… were written and
+    proven") must name the new variant only, never engines nothing built or proved this run."""
+    monkeypatch.setattr(atomic, "_COMMITTED", [])
+    d = tmp_path / "exp"
+    _export_manifest(d)
+    with bundle_transaction(d) as tx:
+        tx.stage("model.int8.onnx").write_text("new")
+        kept = tx.stage("engines", record=False)
+        kept.mkdir()
+        (kept / "a.plan").write_text("old engine")
+        tx.commit(json.loads((d / "manifest.json").read_text()))
+    assert (d / "engines" / "a.plan").is_file()
+    assert [p.name for p in atomic.committed_paths()] == ["model.int8.onnx"]
+    files = json.loads((d / "manifest.json").read_text())["files"]
+    assert set(files) == {"model.int8.onnx", "engines/a.plan"}  # committed and hashed all the same

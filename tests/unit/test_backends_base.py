@@ -149,3 +149,56 @@ def test_an_interrupted_worker_is_known_to_the_exit_path() -> None:
     while abandoned_workers() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert abandoned_workers() == 0
+
+
+class OneThreadRunner(FakeRunner):
+    one_thread = True
+
+
+def test_a_one_thread_runner_makes_every_call_on_the_same_worker_thread() -> None:
+    """torch's CPU pool belongs to the calling thread: a model called from the main thread (quick calls) and
+    from fresh workers (slow ones) kept two pools fighting over the cores, and profile reported an LSTM at
+    seq 800 2.3x slower after a sweep had started at seq 50. Every call of such a runner, quick or slow,
+    runs on one persistent worker; a worker abandoned on Ctrl-C is replaced by a fresh one."""
+    import _thread
+    import threading
+    import time
+
+    from seqdeploy.backends.pyt import TorchRunner
+
+    assert TorchRunner.one_thread and not FakeRunner.one_thread
+    idents: list[int] = []
+    delay = {"s": 0.0}
+
+    def handler(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        idents.append(threading.get_ident())
+        time.sleep(delay["s"])
+        return echo(feeds)
+
+    main = threading.get_ident()
+    with OneThreadRunner(SPEC, handler) as r:
+        small, large = make_feeds(SPEC, 1, 2), make_feeds(SPEC, 3, 40)
+        for _ in range(3):
+            r.infer(small)  # known to be quick after the first: a plain runner would run these here
+        delay["s"] = 0.06
+        r.infer(large)
+        r.infer(large)  # predicted slow
+        assert len(set(idents)) == 1 and idents[0] != main, idents
+        first = idents[0]
+        delay["s"] = 1.0
+        timer = threading.Timer(0.2, _thread.interrupt_main)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            r.infer(small)
+        delay["s"] = 0.0
+        idents.clear()
+        r.infer(small)  # the old worker may still be inside the interrupted call: a new one answers
+        assert idents and idents[0] not in (first, main)
+
+    def workers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "seqdeploy-fake"]
+
+    deadline = time.monotonic() + 5  # the abandoned one finishes its 1 s call, then ends too
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not workers()  # leaving the block ends the worker: no thread per runner is left behind

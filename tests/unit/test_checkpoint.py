@@ -386,6 +386,9 @@ def _model_cells(prefix: str = "core.cells") -> dict[str, tuple[int, ...]]:
         (("top", "bottom"), "top, bottom have the same structure"),  # (A) registered top-first, applied bottom-first
         (("cell_2", "cell"), "cell_2, cell have the same structure"),  # (B) partly numbered
         (("cell_2", "cell_1"), "cell_2, cell_1 have the same structure"),  # numbering against the file order
+        (("blocks.1.rnn", "blocks.0.rnn"), "blocks.1.rnn, blocks.0.rnn have the same structure"),  # the same
+        (("layers.0.rnn", "extra.rnn"), "layers.0.rnn, extra.rnn have the same structure"),  # partly numbered
+        (("a.0.rnn", "b.1.rnn"), "a.0.rnn, b.1.rnn have the same structure"),  # numbered, but not one list
     ],
 )
 def test_equal_layers_whose_names_do_not_say_the_order_are_refused(names: tuple[str, ...], why: str):
@@ -418,6 +421,45 @@ def test_numbered_layers_in_order_still_pair():
     mapped, renames, _ = fit_state_dict(Path("c.pt"), sd, _model_cells())
     assert renames == {"cell_1.": "core.cells.0.", "cell_2.": "core.cells.1."}
     assert torch.equal(mapped["core.cells.1.bias_ih"], sd["cell_2.bias_ih"])
+
+
+def test_a_module_list_of_blocks_pairs_by_its_index():
+    """`layers.0.rnn`, `layers.1.rnn` (a ModuleList of blocks) counted as unnumbered: only a number at the end
+    of the name did, so equal-shaped layers were refused as ambiguous though the proposal was right."""
+    from seqdeploy.models.checkpoint import fit_state_dict
+
+    sd = _cells("layers.0.rnn", "layers.1.rnn", "layers.2.rnn")
+    own = {k: tuple(v.shape) for k, v in _cells("core.cells.0", "core.cells.1", "core.cells.2").items()}
+    mapped, renames, how = fit_state_dict(Path("c.pt"), sd, own)
+    assert how == "structure"
+    assert renames == {f"layers.{i}.rnn.": f"core.cells.{i}." for i in range(3)}
+    for i in range(3):
+        assert torch.equal(mapped[f"core.cells.{i}.weight_hh"], sd[f"layers.{i}.rnn.weight_hh"])
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNNCell(80, 80)
+
+
+class _BlockStack(nn.Module):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(_Block() for _ in range(n))
+
+
+def test_a_module_list_checkpoint_loads_into_the_zoo_cells(tmp_path: Path):
+    tut = trained(_BlockStack(3))
+    torch.save(tut.state_dict(), tmp_path / "c.pt")
+    zoo, _ = build_model(_zoo(cell="rnn_cell", input_size=80, hidden_size=80, num_layers=3))
+    result = load_checkpoint(zoo, tmp_path / "c.pt")
+    assert result.mapping_source == "structure"
+    assert result.mapping == {f"blocks.{i}.rnn.": f"core.cells.{i}." for i in range(3)}
+    for i in range(3):
+        assert torch.equal(
+            zoo.state_dict()[f"core.cells.{i}.weight_ih"], tut.state_dict()[f"blocks.{i}.rnn.weight_ih"]
+        )
 
 
 def test_a_model_layer_name_sent_elsewhere_by_shape_is_refused():

@@ -62,6 +62,8 @@ def raise_os(which: str) -> None:
         "ebusy-mount-point": OSError(errno.EBUSY, "Device or resource busy", "/out", "/.out.old-1-0123abcd"),
         "estale": OSError(errno.ESTALE, "Stale file handle", "/nfs/out/model.onnx"),
         "enolck": OSError(errno.ENOLCK, "No locks available"),
+        # serve --host ::1 on a kernel without IPv6: socket() fails before any bind
+        "eafnosupport": OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol"),
     }
     raise errors[which]
 
@@ -125,6 +127,7 @@ def test_an_enoent_on_a_path_seqdeploy_made_is_a_bug_not_the_environment(command
         ("ebusy-mount-point", 2),  # round 2: were exit 70 ("a seqdeploy bug") after finding 9's fix
         ("estale", 2),
         ("enolck", 2),
+        ("eafnosupport", 2),
     ],
 )
 def test_os_errors_are_the_environments_only_when_they_are(commands: Path, which: str, code: int) -> None:

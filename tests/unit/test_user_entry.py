@@ -57,6 +57,59 @@ def test_a_reload_sees_edits_of_the_entry_and_its_neighbours(tmp_path: Path):
     sys.modules.pop("helper")
 
 
+def test_a_second_config_gets_its_own_neighbours_not_the_first_ones(tmp_path: Path):
+    """Only a dotted entry evicted another entry's modules (its own package): b/net.py reused a/'s `helper`,
+    so B was built with A's width, and the self-check, built the same way, passed on the wrong model."""
+    import inspect
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, width in ((a, 4), (b, 8)):
+        d.mkdir()
+        (d / "net.py").write_text(NET)
+        (d / "helper.py").write_text(f"WIDTH = {width}\n")
+    try:
+        factory_a, _ = import_entry(_cfg(a, "net.py:Net"))
+        model_a = factory_a()
+        assert model_a.rnn.hidden_size == 4
+        factory_b, info_b = import_entry(_cfg(b, "net.py:Net"))
+        assert factory_b().rnn.hidden_size == 8
+        assert sys.modules["helper"].__file__ == str(b / "helper.py")
+        assert info_b.source_files == (str(b / "net.py"),)
+        # A's model, built before, still finds its own module (inspect, pickling look it up by name).
+        assert inspect.getsourcefile(type(model_a)) == str(a / "net.py")
+        factory_a, _ = import_entry(_cfg(a, "net.py:Net"))
+        assert factory_a().rnn.hidden_size == 4
+    finally:
+        sys.modules.pop("helper", None)
+
+
+def test_a_dotted_entry_gets_its_own_neighbours_not_another_configs(tmp_path: Path):
+    """The same for dotted entries: only a package of the entry's own top-level name was evicted, so
+    `pkgb.model` of b/ reused the `helper` that `pkga.model` of a/ had loaded."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, pkg, width in ((a, "pkga", 5), (b, "pkgb", 7)):
+        (d / "src" / pkg).mkdir(parents=True)
+        (d / "src" / pkg / "__init__.py").write_text("")
+        (d / "src" / pkg / "model.py").write_text(NET)
+        (d / "src" / "helper.py").write_text(f"WIDTH = {width}\n")
+    try:
+        widths = []
+        for d, pkg in ((a, "pkga"), (b, "pkgb"), (a, "pkga")):
+            cfg = config_from_dict(
+                {
+                    "model": {"source": "python", "entry": f"{pkg}.model:Net", "python_path": ["src"]},
+                    "io": {"call": "(input) -> output", "inputs": {"input": {"dims": ["seq", "batch", 3]}}},
+                },
+                base_dir=str(d),
+            )
+            factory, _ = import_entry(cfg)
+            widths.append(factory().rnn.hidden_size)
+        assert widths == [5, 7, 5]
+    finally:
+        for name in ("helper", "pkga", "pkga.model", "pkgb", "pkgb.model"):
+            sys.modules.pop(name, None)
+
+
 def test_the_defining_file_is_the_source_file(tmp_path: Path):
     """R2: the class's own file is hashed, and both files are listed."""
     (tmp_path / "layers.py").write_text("from torch import nn\nclass Net(nn.Module):\n    pass\n")
