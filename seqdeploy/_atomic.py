@@ -1088,8 +1088,9 @@ def _recover_transaction(root: Path, manifest_name: str) -> None:
     """Undo what a transaction killed mid-commit (SIGKILL, power loss) left in ``root``.
 
     A moved-aside file (``.REL.old-PID-…``) of a dead run is put back when ``REL`` is missing, or when the
-    manifest (still the old one: it is replaced last) lists ``REL`` with the moved-aside file's sha256;
-    otherwise it is stale and removed, like staged files and a pending manifest.
+    manifest (still the old one: it is replaced last) lists ``REL`` with the moved-aside file's sha256; a
+    moved-aside directory when it holds exactly the files the manifest lists under ``REL/``; otherwise it is
+    stale and removed, like staged files and a pending manifest.
     """
     from seqdeploy.manifest import sha256
 
@@ -1110,7 +1111,31 @@ def _recover_transaction(root: Path, manifest_name: str) -> None:
             if p.is_file() and dest.is_file() and isinstance(entry, dict) and entry.get("sha256") == sha256(p):
                 os.replace(p, dest)
                 continue
+            if _is_listed_dir(p, rel, listed) and dest.is_dir() and not dest.is_symlink():
+                # A directory swap (engines/, trt/) killed before the manifest moved: the old directory is
+                # exactly what the manifest lists, the new one is the dead run's. Put the old one back.
+                _remove(dest)
+                os.rename(p, dest)
+                continue
         _remove(p)
+
+
+def _is_listed_dir(p: Path, rel: str, listed: Any) -> bool:
+    """Whether the directory ``p`` holds exactly the files ``listed`` (a manifest's ``files``) has under ``rel/``,
+    each with its recorded sha256.
+    """
+    from seqdeploy.manifest import sha256
+
+    if not (isinstance(listed, dict) and p.is_dir() and not p.is_symlink()):
+        return False
+    want = {k[len(rel) + 1 :]: v for k, v in listed.items() if k.startswith(f"{rel}/")}
+    have = {f.relative_to(p).as_posix(): f for f in p.rglob("*") if f.is_file() or f.is_symlink()}
+    if not want or set(want) != set(have):
+        return False
+    return all(
+        isinstance(v, dict) and not have[k].is_symlink() and v.get("sha256") == sha256(have[k])
+        for k, v in want.items()
+    )
 
 
 @contextlib.contextmanager

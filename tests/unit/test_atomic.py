@@ -488,3 +488,38 @@ def test_a_path_staged_only_to_carry_artifacts_over_is_never_called_written(tmp_
     assert [p.name for p in atomic.committed_paths()] == ["model.int8.onnx"]
     files = json.loads((d / "manifest.json").read_text())["files"]
     assert set(files) == {"model.int8.onnx", "engines/a.plan"}  # committed and hashed all the same
+
+
+def test_a_directory_swap_killed_before_the_manifest_moved_is_undone(tmp_path: Path) -> None:
+    """SIGKILL between the renames of a commit that replaces engines/: the new directory is in place, the old
+    one aside, the manifest still the old one. Recovery put back moved-aside files only, so the bundle then
+    failed every integrity check (its listed engine gone) until a re-export."""
+    from seqdeploy.manifest import file_entry
+
+    d = tmp_path / "exp"
+    d.mkdir()
+    old = d / f".engines.old-{DEAD_PID}-0000abcd"
+    old.mkdir()
+    (old / "a.plan").write_bytes(b"the engine the manifest lists")
+    files = {"engines/a.plan": file_entry(old / "a.plan")}
+    (d / "manifest.json").write_text(json.dumps({"schema_version": 1, "graphs": {}, "files": files}))
+    (d / "engines").mkdir()
+    (d / "engines" / "b.plan").write_bytes(b"what the killed run built")
+    atomic._recover_transaction(d, "manifest.json")
+    assert sorted(p.relative_to(d).as_posix() for p in d.rglob("*")) == ["engines", "engines/a.plan", "manifest.json"]
+    assert (d / "engines" / "a.plan").read_bytes() == b"the engine the manifest lists"
+
+
+def test_a_moved_aside_directory_that_is_not_the_listed_one_is_removed(tmp_path: Path) -> None:
+    from seqdeploy.manifest import file_entry
+
+    d = tmp_path / "exp"
+    (d / "engines").mkdir(parents=True)
+    (d / "engines" / "a.plan").write_bytes(b"listed")
+    files = {"engines/a.plan": file_entry(d / "engines" / "a.plan")}
+    (d / "manifest.json").write_text(json.dumps({"schema_version": 1, "graphs": {}, "files": files}))
+    old = d / f".engines.old-{DEAD_PID}-0000abcd"
+    old.mkdir()
+    (old / "a.plan").write_bytes(b"an older engine, no longer listed")  # the commit had completed
+    atomic._recover_transaction(d, "manifest.json")
+    assert not old.exists() and (d / "engines" / "a.plan").read_bytes() == b"listed"
