@@ -153,7 +153,7 @@ def _drop_replaced_builds(
     is left; files in ``engines/`` that seqdeploy did not record are refused rather than deleted.
     """
     from seqdeploy.engine.plan import KIT_DIR
-    from seqdeploy.engine.target import ENGINES_DIR, listed_sha256, stale_reason
+    from seqdeploy.engine.target import ENGINES_DIR, listed_sha256, stale_reason, stray_engine_files
 
     current = {**listed_sha256(bundle.manifest), **new}
     drop: list[str] = []
@@ -165,10 +165,7 @@ def _drop_replaced_builds(
     kept = [e for e in engines if stale_reason(e, current) is None]
     if len(kept) == len(engines):
         return tuple(drop)
-    recorded = {str(e.get("file")) for e in engines}
-    edir = bundle.path / ENGINES_DIR
-    found = sorted(f"{ENGINES_DIR}/{p.name}" for p in (edir.iterdir() if edir.is_dir() else []))
-    strays = [f for f in found if f not in recorded]
+    strays = stray_engine_files(bundle.path, manifest)
     if strays:
         raise UsageError(
             f"{bundle.path}: this variant replaces a graph file that recorded engines were built from, so those "

@@ -63,6 +63,7 @@ from seqdeploy.engine.target import (
     plan_strongly_typed,
     proof_plan,
     stale_reason,
+    stray_engine_files,
 )
 from seqdeploy.errors import BackendUnavailable, ExportError, InternalError, Interrupted, ParityError, UsageError
 from seqdeploy.manifest import Bundle, sha256, write_json
@@ -269,10 +270,7 @@ def _refuse_strays(bundle: Bundle) -> None:
     """Refuse files in ``engines/`` that the manifest does not record as engines: the commit replaces the
     directory as a whole, so they would be lost (an engine from ``trtexec.sh build``, for example).
     """
-    recorded = {str(e.get("file")) for e in bundle.manifest.get("engines") or []}
-    edir = bundle.path / ENGINES_DIR
-    found = sorted(f"{ENGINES_DIR}/{p.name}" for p in (edir.iterdir() if edir.is_dir() else []))
-    strays = [x for x in found if x not in recorded]
+    strays = stray_engine_files(bundle.path, bundle.manifest)
     if strays:
         raise UsageError(
             f"{bundle.path}: {ENGINES_DIR}/ holds files seqdeploy did not build or record: {strays} (made by hand, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from seqdeploy.engine.plan import KIT_TOLERANCES, PRECISIONS, TRT_LINES, AxisBounds, engine_file, trtexec_shapes
@@ -43,6 +44,7 @@ __all__ = [
     "proof_plan",
     "select_engine",
     "stale_reason",
+    "stray_engine_files",
     "trt_line",
     "unresolved_outputs",
 ]
@@ -56,6 +58,17 @@ ENGINES_DIR = "engines"
 ORT_TRT_CACHE_DIR = "cache/ort-trt"
 """ONNX Runtime's TensorRT engine cache, inside the bundle but never part of it: not listed in ``files``,
 never referenced by a ``file`` key, never read as a bundle file (``docs/manifest.md``). Safe to delete."""
+
+
+def stray_engine_files(bundle_path: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """Files in ``bundle_path/engines/`` that ``manifest`` does not record as engines (made by hand, or by an
+    older kit's ``trtexec.sh``): a commit that replaces ``engines/`` as a whole would lose them.
+    """
+    recorded = {str(e.get("file")) for e in manifest.get("engines") or []}
+    edir = bundle_path / ENGINES_DIR
+    found = sorted(f"{ENGINES_DIR}/{p.name}" for p in (edir.iterdir() if edir.is_dir() else []))
+    return [f for f in found if f not in recorded]
+
 
 MAX_OPT_LEVEL = 5
 """TensorRT's builder optimization levels are 0..5 (default 3) on 10.x and 11.x."""

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from seqdeploy.package.triton import DTYPE_TO_TRITON, Enum, ScalarMap, dtype_name, parse_config
+from seqdeploy.package.triton import DTYPE_TO_TRITON, Enum, ScalarMap, dtype_name, read_model_config
 from seqdeploy.spec import BATCH, SEQ, IOSpec, TensorSpec
 
 __all__ = [
@@ -231,13 +231,9 @@ def check_trt_config(
     """
     name = model_dir.name
     where = f"{name}/config.pbtxt"
-    path = model_dir / "config.pbtxt"
-    if not path.is_file():
-        return [f"{name}: config.pbtxt is missing"]
-    try:
-        cfg = parse_config(path)
-    except ValueError as exc:
-        return [f"{where}: {exc}"]
+    cfg, unreadable = read_model_config(model_dir)
+    if cfg is None:
+        return unreadable
     problems: list[str] = []
     add = problems.append
     if cfg.name != name:

@@ -49,6 +49,7 @@ __all__ = [
     "graph_io",
     "parse_config",
     "parse_config_text",
+    "read_model_config",
     "render_pbtxt",
     "stateless_config",
     "stream_config",
@@ -378,6 +379,17 @@ def parse_config(path: Path) -> Any:
     return parse_config_text(path.read_text(encoding="utf-8"))
 
 
+def read_model_config(model_dir: Path) -> tuple[Any, list[str]]:
+    """``MODEL/config.pbtxt`` parsed, or ``(None, [the problem])`` when it is missing or does not parse."""
+    path = model_dir / "config.pbtxt"
+    if not path.is_file():
+        return None, [f"{model_dir.name}: config.pbtxt is missing"]
+    try:
+        return parse_config(path), []
+    except ValueError as exc:
+        return None, [f"{model_dir.name}/config.pbtxt: {exc}"]
+
+
 def dtype_name(cfg_enum: int) -> str:
     """The ``TYPE_*`` name of a ``ModelConfig`` ``DataType`` value."""
     mc = require("tritonclient.grpc.model_config_pb2", extra="triton")
@@ -427,13 +439,9 @@ def check_model_config(
         Problems, each naming the field and what was expected; empty when the config is sound.
     """
     c = _Ctx()
-    path = model_dir / "config.pbtxt"
-    if not path.is_file():
-        return [f"{model_dir.name}: config.pbtxt is missing"]
-    try:
-        cfg = parse_config(path)
-    except ValueError as exc:
-        return [f"{model_dir.name}/config.pbtxt: {exc}"]
+    cfg, unreadable = read_model_config(model_dir)
+    if cfg is None:
+        return unreadable
     name = model_dir.name
     where = f"{name}/config.pbtxt"
     if cfg.name != name:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from seqdeploy.runtime import Predictor, load
-from tests.integration._packages import package_for, run_blocked
+from tests.integration._packages import BLOCK_PRELUDE, package_for, run_blocked
 from tests.integration._serve import HOOKED_SERVER, Server, infer_input, metric, wait_until
 
 httpclient = pytest.importorskip("tritonclient.http")
@@ -647,20 +647,15 @@ def test_startup_verifies_the_package_once(
 
 def test_serving_imports_no_torch(pkg: Path, tmp_path: Path) -> None:
     """The whole server (CLI, load, schedulers, HTTP) with torch and onnx blocked; SIGTERM -> exit 0."""
-    code = """
-import os, signal, sys, threading, time, urllib.request, json
-BLOCKED = {"torch", "onnx", "onnxscript"}
-import importlib.abc
-class _Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
-        return None
-sys.meta_path.insert(0, _Block())
+    code = (
+        'BLOCKED = {"torch", "onnx", "onnxscript"}\n'
+        + BLOCK_PRELUDE
+        + """
 from seqdeploy.cli import main
 sys.argv = ["seqdeploy"] + sys.argv[1:]
 main()
 """
+    )
     with Server(pkg, "--model", MODEL, code=code) as s:
         body = json.dumps(
             {

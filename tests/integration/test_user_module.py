@@ -247,14 +247,21 @@ def test_expected_files_are_checked(tmp_path: Path, export_tiny: Callable[..., P
     assert code == 2 and "--seq cannot be combined" in text
 
 
-def test_expected_on_a_zoo_bundle_with_some_outputs(tmp_path: Path, export_tiny: Callable[..., Path]):
+def _torch_run(
+    bundle_dir: Path, batch: int, seq: int, *, seed: int
+) -> tuple[Bundle, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The bundle, seeded feeds and the torch reference's outputs on them (for `--expected` files)."""
     from seqdeploy.backends import make_runner
     from seqdeploy.feeds import make_feeds
 
-    b = Bundle.load(export_tiny())
-    feeds = make_feeds(b.specs["sequence"], 3, 11, seed=5)
+    b = Bundle.load(bundle_dir)
+    feeds = make_feeds(b.specs["sequence"], batch, seq, seed=seed)
     with make_runner("torch", b) as r:
-        outs = r.infer(feeds)
+        return b, feeds, r.infer(feeds)
+
+
+def test_expected_on_a_zoo_bundle_with_some_outputs(tmp_path: Path, export_tiny: Callable[..., Path]):
+    b, feeds, outs = _torch_run(export_tiny(), 3, 11, seed=5)
     np.savez(tmp_path / "g.npz", **feeds, output=outs["output"], h_n=outs["h_n"])
     code, text = run("verify", str(b.path), "--expected", str(tmp_path / "g.npz"))
     assert code == 0, text
@@ -694,13 +701,7 @@ def test_pad_packed_sequence_without_total_length_is_explained(tmp_path: Path):
 
 def test_expected_files_need_output_and_finite_values(tmp_path: Path, export_tiny: Callable[..., Path]):
     """R5: a file of states only passed without comparing `output`; NaN in a golden file equalled NaN."""
-    from seqdeploy.backends import make_runner
-    from seqdeploy.feeds import make_feeds
-
-    b = Bundle.load(export_tiny())
-    feeds = make_feeds(b.specs["sequence"], 2, 4, seed=1)
-    with make_runner("torch", b) as r:
-        outs = r.infer(feeds)
+    b, feeds, outs = _torch_run(export_tiny(), 2, 4, seed=1)
     np.savez(tmp_path / "states.npz", **feeds, h_n=outs["h_n"], c_n=outs["c_n"])
     code, text = run("verify", str(b.path), "--expected", str(tmp_path / "states.npz"))
     assert code == 2, text
